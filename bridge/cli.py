@@ -1,0 +1,366 @@
+"""The ``greenlight`` command.
+
+    greenlight serve                 run the bridge
+    greenlight submit SHOT --watch   upload a .glshot, stream frames + MP4 + report
+    greenlight jobs | cancel JOB | report JOB
+    greenlight shot sample OUT | shot inspect FILE
+    greenlight demo                  the whole loop on this machine, in one process
+
+Exit codes: 0 done, 1 the job failed or was cancelled, 2 bad input or the
+bridge refused the request, 3 the bridge could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+
+from .errors import BridgeUnavailableError, GreenlightError
+
+# The MP4 writer runs ffmpeg as a subprocess while gRPC threads are alive;
+# gRPC's fork handlers are for forked Python workers, which we never use.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
+log = logging.getLogger("greenlight")
+
+
+def _client(args):
+    from .client import BridgeClient
+
+    root = Path(args.tls_root_cert).read_bytes() if args.tls_root_cert else None
+    return BridgeClient(args.address, token=args.token, tls_root_cert=root, tls=args.tls)
+
+
+# ---------------------------------------------------------------- serve
+def cmd_serve(args) -> int:
+    import signal
+    import threading
+
+    from .server.app import create_server
+    from .server.config import load_config
+
+    tokens = {}
+    for item in args.token_for or []:
+        project, sep, token = item.partition("=")
+        if not sep or not project or not token:
+            raise GreenlightError(f"--token-for expects PROJECT=TOKEN, got {item!r}")
+        tokens[token] = project
+    config = load_config(args.config, data_dir=Path(args.data_dir) if args.data_dir else None,
+                         host=args.host, port=args.port,
+                         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+                         tls_key=Path(args.tls_key) if args.tls_key else None,
+                         tokens=tokens or None)
+    bridge = create_server(config)
+    print(f"greenlight bridge listening on {bridge.address} (data: {config.data_dir})", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    bridge.stop(grace=2.0)
+    return 0
+
+
+# ---------------------------------------------------------------- submit
+def _generation(args):
+    from .shot.request import ControlSettings, GenerationSettings
+
+    controls = []
+    for kind in ("depth", "pose"):
+        strength = getattr(args, f"{kind}_strength")
+        if strength is not None:
+            controls.append(ControlSettings(kind=kind, enabled=strength > 0, strength=strength))
+    return GenerationSettings(backend=args.backend, prompt=args.prompt, negative_prompt=args.negative_prompt,
+                              seed=args.seed, steps=args.steps, controls=tuple(controls))
+
+
+def _scheduling(args):
+    from .shot.request import SchedulingSettings
+
+    if args.deadline is None:
+        return SchedulingSettings()
+    deadline = datetime.fromisoformat(args.deadline)
+    if deadline.tzinfo is None:
+        deadline = deadline.astimezone()  # local time, as a person typed it
+    return SchedulingSettings(job_class="batch", deadline=deadline.astimezone(timezone.utc))
+
+
+def cmd_submit(args) -> int:
+    from .shot.files import load_shot
+
+    shot = load_shot(args.shot)
+    if args.project or args.shot_name or args.version:
+        shot = shot.with_tags(**{k: v for k, v in (("project", args.project), ("shot", args.shot_name),
+                                                    ("version", args.version)) if v})
+    with _client(args) as client:
+        accepted = client.submit(shot, _generation(args), _scheduling(args), request_id=args.request_id)
+        job = accepted.job
+        print(f"job {job.job_id} {'(already submitted) ' if accepted.duplicate else ''}{job.state}: "
+              f"{job.scheduling_reason}", flush=True)
+        if not args.watch:
+            return 0
+        out = Path(args.out) / job.project / job.shot / f"v{job.version:03d}"
+        return watch_to_folder(client, job.job_id, out, shot.fps.fraction)
+
+
+def watch_to_folder(client, job_id: str, out: Path, fps: Fraction, quiet: bool = False) -> int:
+    """Stream a job's frames into ``out``, then write the MP4; returns the exit code."""
+    from .client import EventKind
+    from .client.animatic import write_mp4
+
+    bar = ProgressLine(enabled=not quiet)
+    final = client.download(job_id, out, on_event=bar.update)
+    bar.close()
+    if final.kind is not EventKind.COMPLETED:
+        print(f"job {job_id} {final.kind.value}: {final.message}", file=sys.stderr)
+        return 1
+    frames = sorted(out.glob("frame_*.png"))
+    mp4 = write_mp4(frames, fps, out / "animatic.mp4")
+    print_summary(final.report, out, mp4)
+    return 0
+
+
+class ProgressLine:
+    """One status line on stderr: frames, ETA, energy so far."""
+
+    def __init__(self, enabled: bool = True, stream=sys.stderr):
+        self.enabled = enabled and stream.isatty() or enabled == "always"
+        self.stream = stream
+        self.frames = 0
+        self.total = 0
+        self.eta = -1.0
+        self.energy_wh = 0.0
+        self.measured = False
+
+    def update(self, event) -> None:
+        from .client import EventKind
+
+        if event.kind is EventKind.STATUS:
+            self.total = event.status.frame_count
+            self.frames = event.status.frames_done
+        elif event.kind is EventKind.PROGRESS:
+            self.eta, self.energy_wh = event.eta_s, event.energy_wh_so_far
+        elif event.kind is EventKind.FRAME:
+            self.frames += 1
+            self.measured = event.energy.measured if event.energy else False
+        if self.enabled:
+            width = 30
+            done = int(width * self.frames / self.total) if self.total else 0
+            eta = f"ETA {self.eta:5.1f}s" if self.eta >= 0 else "ETA   ?  "
+            method = "measured" if self.measured else "estimated"
+            self.stream.write(f"\r[{'#' * done}{'-' * (width - done)}] {self.frames}/{self.total} frames  "
+                              f"{eta}  {self.energy_wh * 1000:.3f} mWh ({method})")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def print_summary(report: dict, out: Path, mp4: Path | None) -> None:
+    e = report["energy"]
+    market = "n/a (no market factor for this site)" if e["co2e_g_market"] is None else f"{e['co2e_g_market']:.4g} g"
+    sci = "n/a" if report["sci"] is None else f"{report['sci']:.4g} {report['sci_unit']}"
+    print(f"frames:      {report['frames']} -> {out}")
+    if mp4 is not None:
+        print(f"animatic:    {mp4}")
+    print(f"report:      {out / 'report.json'}")
+    print(f"wall time:   {report['wall_s']:.2f} s (bridge)")
+    print(f"energy:      {e['energy_wh'] * 1000:.4g} mWh IT, {'measured' if e['measured'] else 'estimated'} "
+          f"by {e['meter']}; facility {report['facility_energy_wh'] * 1000:.4g} mWh at PUE {report['pue']:g}")
+    print(f"carbon:      {e['co2e_g_location']:.4g} gCO2e location-based ({report['intensity_g_per_kwh']:g} g/kWh, "
+          f"{report['intensity_source']}); market-based {market}")
+    print(f"SCI:         {sci}")
+
+
+# ---------------------------------------------------------------- jobs
+def cmd_jobs(args) -> int:
+    with _client(args) as client:
+        jobs = client.jobs(args.project or "", limit=args.limit)
+    if args.json:
+        print(json.dumps([j.__dict__ for j in jobs], indent=1))
+        return 0
+    print(f"{'job':22} {'shot':24} {'state':10} {'frames':>9}  backend")
+    for j in jobs:
+        print(f"{j.job_id:22} {j.project + '/' + j.shot + f'/v{j.version:03d}':24} {j.state:10} "
+              f"{j.frames_done:>4}/{j.frame_count:<4}  {j.backend}")
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    with _client(args) as client:
+        job = client.cancel(args.job_id, args.reason)
+    print(f"job {job.job_id}: {job.state} {job.state_reason}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    with _client(args) as client:
+        report = client.report(args.job_id)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_summary(report, Path("."), None)
+    return 0
+
+
+# ---------------------------------------------------------------- shots
+def cmd_shot_sample(args) -> int:
+    from .shot.files import save_shot
+    from .shot.synthetic import sample_shot
+
+    shot = sample_shot(frames=args.frames, width=args.width, height=args.height)
+    print(f"wrote {save_shot(shot, args.out)} ({shot.frame_count} frames, {shot.width}x{shot.height})")
+    return 0
+
+
+def cmd_shot_inspect(args) -> int:
+    from .shot import validate_shot
+    from .shot.files import load_shot
+
+    shot = load_shot(args.file)
+    validate_shot(shot)
+    print(f"{shot.tags.project}/{shot.tags.shot} v{shot.tags.version}: {shot.frame_count} frames at "
+          f"{shot.fps.numerator}/{shot.fps.denominator} fps ({shot.duration_s:.2f} s), {shot.width}x{shot.height}")
+    print(f"passes: {', '.join(shot.passes) or 'none'}; methods: {dict(shot.pass_methods)}; source: {shot.source or '?'}")
+    first, last = shot.frames[0].camera, shot.frames[-1].camera
+    print(f"camera: {first.focal_length_mm:g} mm -> {last.focal_length_mm:g} mm, moves "
+          f"{float(((last.position_m - first.position_m) ** 2).sum() ** 0.5):.3f} m")
+    print("valid: yes")
+    return 0
+
+
+# ---------------------------------------------------------------- demo
+def cmd_demo(args) -> int:
+    import tempfile
+
+    from .client import BridgeClient
+    from .server.app import create_server
+    from .server.config import BridgeConfig
+    from .shot.synthetic import sample_shot
+
+    t0 = time.monotonic()
+    out = Path(args.out)
+    print(f"building the sample shot in code: a camera dolly past a posed figure "
+          f"({args.frames} frames, {args.width}x{args.height})", flush=True)
+    shot = sample_shot(frames=args.frames, width=args.width, height=args.height)
+    with tempfile.TemporaryDirectory(prefix="greenlight-demo-") as data_dir:
+        bridge = create_server(BridgeConfig(data_dir=Path(data_dir), port=0))
+        try:
+            print(f"embedded bridge on {bridge.address}; backend: guides (this machine has no GPU diffusion "
+                  "backend installed: frames are the conditioning preview)", flush=True)
+            with BridgeClient(bridge.address) as client:
+                job = client.submit(shot).job
+                folder = out / job.shot / f"v{job.version:03d}"
+                code = watch_to_folder(client, job.job_id, folder, shot.fps.fraction, quiet=args.quiet)
+        finally:
+            bridge.stop()
+    print(f"total:       {time.monotonic() - t0:.2f} s")
+    return code
+
+
+# ---------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="greenlight", description=__doc__.split("\n\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def client_opts(sp):
+        sp.add_argument("--address", default=os.environ.get("GREENLIGHT_ADDRESS", "127.0.0.1:50151"))
+        sp.add_argument("--token", default=os.environ.get("GREENLIGHT_TOKEN"), help="bearer token (or GREENLIGHT_TOKEN)")
+        sp.add_argument("--tls", action="store_true", help="use TLS with the system roots")
+        sp.add_argument("--tls-root-cert", help="PEM file of the CA that signed the bridge's certificate")
+
+    sp = sub.add_parser("serve", help="run the bridge")
+    sp.add_argument("--config", help="TOML config file")
+    sp.add_argument("--host")
+    sp.add_argument("--port", type=int)
+    sp.add_argument("--data-dir")
+    sp.add_argument("--tls-cert")
+    sp.add_argument("--tls-key")
+    sp.add_argument("--token-for", action="append", metavar="PROJECT=TOKEN",
+                    help="require tokens; this one may see PROJECT ('*' = all); repeatable")
+    sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("submit", help="submit a .glshot file")
+    client_opts(sp)
+    sp.add_argument("shot")
+    sp.add_argument("--watch", action="store_true", help="stream frames, then write the MP4 and report")
+    sp.add_argument("--out", default="out")
+    sp.add_argument("--backend", default="guides")
+    sp.add_argument("--prompt", default="")
+    sp.add_argument("--negative-prompt", default="")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--steps", type=int, default=0)
+    sp.add_argument("--depth-strength", type=float)
+    sp.add_argument("--pose-strength", type=float)
+    sp.add_argument("--deadline", help="ISO time; makes it a batch job")
+    sp.add_argument("--request-id", help="idempotency key (default: random)")
+    sp.add_argument("--project")
+    sp.add_argument("--shot-name")
+    sp.add_argument("--version", type=int)
+    sp.set_defaults(func=cmd_submit)
+
+    sp = sub.add_parser("jobs", help="list a project's jobs")
+    client_opts(sp)
+    sp.add_argument("--project")
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_jobs)
+
+    sp = sub.add_parser("cancel", help="cancel a job")
+    client_opts(sp)
+    sp.add_argument("job_id")
+    sp.add_argument("--reason", default="")
+    sp.set_defaults(func=cmd_cancel)
+
+    sp = sub.add_parser("report", help="a finished job's energy report")
+    client_opts(sp)
+    sp.add_argument("job_id")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("shot", help="shot files")
+    shot_sub = sp.add_subparsers(dest="shot_command", required=True)
+    ssp = shot_sub.add_parser("sample", help="write the synthetic sample shot")
+    ssp.add_argument("out")
+    ssp.add_argument("--frames", type=int, default=48)
+    ssp.add_argument("--width", type=int, default=512)
+    ssp.add_argument("--height", type=int, default=288)
+    ssp.set_defaults(func=cmd_shot_sample)
+    ssp = shot_sub.add_parser("inspect", help="validate and summarise a shot file")
+    ssp.add_argument("file")
+    ssp.set_defaults(func=cmd_shot_inspect)
+
+    sp = sub.add_parser("demo", help="the whole loop on this machine")
+    sp.add_argument("--out", default="out")
+    sp.add_argument("--frames", type=int, default=48)
+    sp.add_argument("--width", type=int, default=512)
+    sp.add_argument("--height", type=int, default=288)
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except BridgeUnavailableError as exc:
+        print(f"greenlight: {exc}", file=sys.stderr)
+        return 3
+    except GreenlightError as exc:
+        print(f"greenlight: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

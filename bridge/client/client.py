@@ -1,0 +1,197 @@
+"""The Greenlight client used by both add-ons and the CLI.
+
+Needs grpcio, protobuf and numpy; never torch or bpy. Only connection setup
+and refused requests raise (``GreenlightError`` subclasses); a job that fails
+on the bridge arrives as a FAILED event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import grpc
+
+from ..errors import BridgeUnavailableError, GreenlightError, error_for_code
+from ..proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc
+from ..shot.model import Shot
+from ..shot.request import GenerationSettings, SchedulingSettings
+from ..shot.validation import validate_shot
+from ..shot.wire import generation_to_pb, scheduling_to_pb, shot_to_pb
+from .events import EventKind, JobEvent, JobInfo
+
+log = logging.getLogger(__name__)
+DEFAULT_ADDRESS = "127.0.0.1:50151"
+DEFAULT_CHUNK_BYTES = 1024 * 1024
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+
+
+@dataclass(frozen=True)
+class Accepted:
+    job: JobInfo
+    duplicate: bool
+
+
+class BridgeClient:
+    """``with BridgeClient("127.0.0.1:50151") as c: job = c.submit(shot)``."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, token: str | None = None,
+                 tls_root_cert: bytes | None = None, tls: bool = False, timeout_s: float = 30.0,
+                 reconnect_s: float = 60.0):
+        self.address = address
+        self.timeout_s = timeout_s
+        self.reconnect_s = reconnect_s
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        if tls or tls_root_cert is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=tls_root_cert)
+            self._channel = grpc.secure_channel(address, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._stub = bridge_pb2_grpc.BridgeStub(self._channel)
+
+    def __enter__(self) -> "BridgeClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method, request, timeout: float | None = None):
+        try:
+            return method(request, timeout=timeout or self.timeout_s, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise _error(exc, self.address) from None
+
+    # ------------------------------------------------------------ calls
+    def capabilities(self) -> bridge_pb2.Capabilities:
+        return self._call(self._stub.GetCapabilities, bridge_pb2.GetCapabilitiesRequest())
+
+    def submit(self, shot: Shot, generation: GenerationSettings = GenerationSettings(),
+               scheduling: SchedulingSettings = SchedulingSettings(), request_id: str | None = None,
+               chunk_bytes: int = DEFAULT_CHUNK_BYTES, retries: int = 3) -> Accepted:
+        """Validate locally, then upload in chunks. Retried on UNAVAILABLE:
+        the request id makes a retry return the same job, never a second one."""
+        validate_shot(shot)
+        data = shot_to_pb(shot).SerializeToString()
+        header = bridge_pb2.SubmitHeader(
+            request_id=request_id or uuid.uuid4().hex, generation=generation_to_pb(generation),
+            scheduling=scheduling_to_pb(scheduling), shot_bytes=len(data),
+            shot_sha256=hashlib.sha256(data).digest())
+        return self.submit_bytes(header, data, chunk_bytes, retries)
+
+    def submit_bytes(self, header: bridge_pb2.SubmitHeader, data: bytes,
+                     chunk_bytes: int = DEFAULT_CHUNK_BYTES, retries: int = 3) -> Accepted:
+        def chunks():
+            yield bridge_pb2.SubmitChunk(header=header)
+            view = memoryview(data)
+            for start in range(0, len(data), chunk_bytes):
+                yield bridge_pb2.SubmitChunk(data=bytes(view[start:start + chunk_bytes]))
+
+        timeout = max(self.timeout_s, len(data) / 5e6)  # >= 5 MB/s
+        for attempt in range(retries + 1):
+            try:
+                reply = self._stub.SubmitShot(chunks(), timeout=timeout, metadata=self._metadata)
+                return Accepted(JobInfo.from_pb(reply.job), reply.duplicate)
+            except grpc.RpcError as exc:
+                if exc.code() not in _RETRYABLE or attempt == retries:
+                    raise _error(exc, self.address) from None
+                time.sleep(min(0.2 * 2 ** attempt, 2.0))
+        raise AssertionError("unreachable")
+
+    def job(self, job_id: str) -> JobInfo:
+        return JobInfo.from_pb(self._call(self._stub.GetJob, bridge_pb2.GetJobRequest(job_id=job_id)))
+
+    def jobs(self, project: str = "", limit: int = 100) -> list[JobInfo]:
+        reply = self._call(self._stub.ListJobs, bridge_pb2.ListJobsRequest(project=project, limit=limit))
+        return [JobInfo.from_pb(j) for j in reply.jobs]
+
+    def cancel(self, job_id: str, reason: str = "") -> JobInfo:
+        return JobInfo.from_pb(self._call(self._stub.CancelJob, bridge_pb2.CancelJobRequest(job_id=job_id, reason=reason)))
+
+    def report(self, job_id: str) -> dict:
+        return json.loads(self._call(self._stub.GetReport, bridge_pb2.GetReportRequest(job_id=job_id)).json)
+
+    # ------------------------------------------------------------ watch
+    def watch(self, job_id: str, from_frame: int = 0, include_previews: bool = False) -> Iterator[JobEvent]:
+        """Events until the job ends. A dropped connection is resumed from the
+        first frame not yet received, for up to ``reconnect_s`` seconds
+        without progress; frames are never yielded twice."""
+        received: set[int] = set()
+        cursor = from_frame
+        last_progress = time.monotonic()
+        backoff = 0.1
+        while True:
+            request = bridge_pb2.WatchJobRequest(job_id=job_id, from_frame=cursor, include_previews=include_previews)
+            try:
+                for msg in self._stub.WatchJob(request, metadata=self._metadata):
+                    event = JobEvent.from_pb(msg)
+                    last_progress = time.monotonic()
+                    backoff = 0.1
+                    if event.kind is EventKind.FRAME:
+                        if event.index in received:
+                            continue
+                        received.add(event.index)
+                        while cursor in received:
+                            cursor += 1
+                    yield event
+                    if event.kind.terminal:
+                        return
+                log.warning("watch %s: stream ended without a final event; resuming from frame %d", job_id, cursor)
+            except grpc.RpcError as exc:
+                if exc.code() not in _RETRYABLE:
+                    raise _error(exc, self.address) from None
+                if time.monotonic() - last_progress > self.reconnect_s:
+                    raise _error(exc, self.address) from None
+                log.warning("watch %s: connection lost (%s); resuming from frame %d", job_id, exc.details(), cursor)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def download(self, job_id: str, folder: str | Path, on_event: Callable[[JobEvent], None] | None = None,
+                 include_previews: bool = False) -> JobEvent:
+        """Write frames to ``folder`` as they arrive (``frame_00000.png``),
+        then ``report.json`` beside them; resumes after frames already there.
+        Returns the final event."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        start = 0
+        while (folder / frame_name(start)).exists():
+            start += 1
+        final = None
+        for event in self.watch(job_id, from_frame=start, include_previews=include_previews):
+            if event.kind is EventKind.FRAME:
+                _write_atomic(folder / frame_name(event.index), event.png)
+            elif event.kind is EventKind.COMPLETED:
+                _write_atomic(folder / "report.json", json.dumps(event.report, indent=1).encode())
+            if on_event is not None:
+                on_event(event)
+            if event.kind.terminal:
+                final = event
+        return final
+
+
+def frame_name(index: int) -> str:
+    return f"frame_{index:05d}.png"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _error(exc: grpc.RpcError, address: str) -> GreenlightError:
+    code = exc.code()
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return BridgeUnavailableError(f"cannot reach the Greenlight bridge at {address}: {exc.details()} "
+                                      "(is `greenlight serve` running?)")
+    return error_for_code(code.name, exc.details() or code.name)

@@ -1,0 +1,1 @@
+"""Energy meters and carbon accounting (DESIGN section 6)."""

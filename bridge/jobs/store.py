@@ -1,0 +1,308 @@
+"""SQLite job store (WAL) and per-job artifact folders.
+
+Durability rules: a job row exists only once its shot file is complete on
+disk (written to ``incoming/``, then renamed into ``jobs/<id>/``); a frame row
+exists only once its image file is complete. ``recover()`` runs at start-up:
+it deletes half-written uploads and re-queues jobs that were running when the
+bridge died, so nothing is silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import NotFoundError, PreconditionError
+from ..shot.request import GenerationSettings, SchedulingSettings
+from .state import ACTIVE, JobState, check_transition
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    shot TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    shot_sha256 TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    state TEXT NOT NULL,
+    state_reason TEXT NOT NULL DEFAULT '',
+    frame_count INTEGER NOT NULL,
+    work_estimate REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    energy_wh REAL NOT NULL DEFAULT 0,
+    generation TEXT NOT NULL,
+    scheduling TEXT NOT NULL,
+    decision TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    UNIQUE (project, request_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project, created);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS frames (
+    job_id TEXT NOT NULL REFERENCES jobs (job_id),
+    idx INTEGER NOT NULL,
+    file TEXT NOT NULL,
+    energy_wh REAL NOT NULL,
+    work REAL NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (job_id, idx)
+);
+CREATE TABLE IF NOT EXISTS reports (
+    job_id TEXT PRIMARY KEY REFERENCES jobs (job_id),
+    json TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    project: str
+    shot: str
+    version: int
+    request_id: str
+    shot_sha256: str
+    backend: str
+    state: JobState
+    state_reason: str
+    frame_count: int
+    work_estimate: float
+    frames_done: int
+    attempts: int
+    energy_wh: float
+    generation: GenerationSettings
+    scheduling: SchedulingSettings
+    decision: dict = field(default_factory=dict)
+    created: float = 0.0
+    updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    job_id: str
+    index: int
+    path: Path
+    energy_wh: float
+    work: float
+
+
+class JobStore:
+    """Thread-safe; one connection guarded by a lock (SQLite serialises
+    writers anyway, and the bridge's write rate is a few rows per frame)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.jobs_dir = self.root / "jobs"
+        self.incoming_dir = self.root / "incoming"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.root / "bridge.sqlite3", check_same_thread=False,
+                                   isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ----------------------------------------------------------- paths
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id
+
+    def shot_path(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "shot.pb"
+
+    def frame_path(self, job_id: str, index: int) -> Path:
+        return self.job_dir(job_id) / "frames" / f"frame_{index:05d}.png"
+
+    def new_upload_dir(self) -> Path:
+        path = self.incoming_dir / uuid.uuid4().hex
+        path.mkdir()
+        return path
+
+    # ----------------------------------------------------------- writes
+    def create_job(self, upload_dir: Path, *, project: str, shot: str, version: int, request_id: str,
+                   shot_sha256: str, backend: str, frame_count: int, work_estimate: float,
+                   generation: GenerationSettings, scheduling: SchedulingSettings) -> tuple[JobRecord, bool]:
+        """Move a complete upload into place and insert its job.
+
+        Returns (job, created). When ``request_id`` is already known for the
+        project, the upload is discarded and the existing job returned; a
+        different shot under the same request id is refused.
+        """
+        with self._lock:
+            existing = self.find_by_request(project, request_id)
+            if existing is None:
+                job_id = uuid.uuid4().hex[:20]
+                now = time.time()
+                os.replace(upload_dir, self.job_dir(job_id))
+                self._db.execute(
+                    "INSERT INTO jobs (job_id, project, shot, version, request_id, shot_sha256, backend, state,"
+                    " frame_count, work_estimate, generation, scheduling, created, updated)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (job_id, project, shot, version, request_id, shot_sha256, backend, JobState.QUEUED.value,
+                     frame_count, work_estimate, json.dumps(generation.to_dict()), json.dumps(scheduling.to_dict()), now, now),
+                )
+                return self.get(job_id), True
+        shutil.rmtree(upload_dir, ignore_errors=True)
+        if existing.shot_sha256 != shot_sha256:
+            raise PreconditionError(
+                f"request_id {request_id!r} was already used in project {project!r} for a different shot "
+                f"(job {existing.job_id}); use a new request_id for a new submission")
+        return existing, False
+
+    def transition(self, job_id: str, new: JobState, reason: str = "", *, expect: set[JobState] | None = None,
+                   decision: dict | None = None, count_attempt: bool = False) -> JobRecord:
+        with self._lock:
+            job = self.get(job_id)
+            if expect is not None and job.state not in expect:
+                raise PreconditionError(
+                    f"job {job_id} is {job.state.value}; expected one of {sorted(s.value for s in expect)}")
+            check_transition(job.state, new)
+            sets = ["state = ?", "state_reason = ?", "updated = ?"]
+            args: list = [new.value, reason, time.time()]
+            if decision is not None:
+                sets.append("decision = ?")
+                args.append(json.dumps(decision))
+            if count_attempt:
+                sets.append("attempts = attempts + 1")
+            self._db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE job_id = ?", (*args, job_id))
+            return self.get(job_id)
+
+    def add_energy(self, job_id: str, energy_wh: float) -> None:
+        with self._lock:
+            self._db.execute("UPDATE jobs SET energy_wh = energy_wh + ? WHERE job_id = ?", (energy_wh, job_id))
+
+    def add_frame(self, job_id: str, index: int, data: bytes, energy_wh: float, work: float) -> bool:
+        """Store a finished frame; False (and nothing written) if it exists."""
+        path = self.frame_path(job_id, index)
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM frames WHERE job_id = ? AND idx = ?", (job_id, index)).fetchone():
+                return False
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".partial")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO frames (job_id, idx, file, energy_wh, work, created) VALUES (?,?,?,?,?,?)",
+                (job_id, index, path.name, energy_wh, work, time.time()))
+            self._db.execute("UPDATE jobs SET updated = ? WHERE job_id = ?", (time.time(), job_id))
+        return True
+
+    def set_frame_energy(self, job_id: str, energies: dict[int, float]) -> None:
+        with self._lock:
+            self._db.executemany("UPDATE frames SET energy_wh = ? WHERE job_id = ? AND idx = ?",
+                                 [(e, job_id, i) for i, e in energies.items()])
+
+    def save_report(self, job_id: str, report: dict) -> None:
+        text = json.dumps(report, indent=1)
+        tmp = self.job_dir(job_id) / "report.json.partial"
+        tmp.write_text(text)
+        os.replace(tmp, self.job_dir(job_id) / "report.json")
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO reports (job_id, json) VALUES (?, ?)", (job_id, text))
+
+    # ----------------------------------------------------------- reads
+    def get(self, job_id: str) -> JobRecord:
+        with self._lock:
+            row = self._db.execute(_SELECT + " WHERE j.job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"job {job_id!r} not found")
+        return _record(row)
+
+    def find_by_request(self, project: str, request_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute(_SELECT + " WHERE j.project = ? AND j.request_id = ?",
+                                   (project, request_id)).fetchone()
+        return _record(row) if row else None
+
+    def list(self, project: str | None = None, states: set[JobState] | None = None, limit: int = 100) -> list[JobRecord]:
+        where, args = [], []
+        if project is not None:
+            where.append("j.project = ?")
+            args.append(project)
+        if states:
+            where.append(f"j.state IN ({','.join('?' * len(states))})")
+            args.extend(s.value for s in states)
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY j.created DESC, j.rowid DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [_record(r) for r in rows]
+
+    def energy_per_work(self, backend: str, last: int = 20) -> float | None:
+        """Mean Wh per unit of estimated work over recent completed jobs."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT energy_wh, work_estimate FROM jobs WHERE backend = ? AND state = ? AND work_estimate > 0"
+                " ORDER BY updated DESC LIMIT ?", (backend, JobState.COMPLETED.value, last)).fetchall()
+        if not rows:
+            return None
+        return sum(r[0] for r in rows) / sum(r[1] for r in rows)
+
+    def count_active(self, project: str) -> int:
+        with self._lock:
+            return self._db.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE project = ? AND state IN ({','.join('?' * len(ACTIVE))})",
+                (project, *(s.value for s in ACTIVE))).fetchone()[0]
+
+    def frames(self, job_id: str, from_index: int = 0) -> list[FrameRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT idx, file, energy_wh, work FROM frames WHERE job_id = ? AND idx >= ? ORDER BY idx",
+                (job_id, from_index)).fetchall()
+        folder = self.job_dir(job_id) / "frames"
+        return [FrameRecord(job_id, r["idx"], folder / r["file"], r["energy_wh"], r["work"]) for r in rows]
+
+    def report(self, job_id: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT json FROM reports WHERE job_id = ?", (job_id,)).fetchone()
+        return json.loads(row["json"]) if row else None
+
+    # ----------------------------------------------------------- recovery
+    def recover(self) -> list[JobRecord]:
+        """After a (possibly hard) stop: drop half-written uploads and job
+        folders without a row, re-queue running jobs. Returns the jobs that
+        should run (queued and scheduled), oldest first."""
+        shutil.rmtree(self.incoming_dir, ignore_errors=True)
+        self.incoming_dir.mkdir()
+        with self._lock:
+            known = {r[0] for r in self._db.execute("SELECT job_id FROM jobs")}
+        for path in self.jobs_dir.iterdir():
+            if path.name not in known:
+                shutil.rmtree(path, ignore_errors=True)
+        for job in self.list(states={JobState.RUNNING}, limit=1_000_000):
+            self.transition(job.job_id, JobState.QUEUED,
+                            f"re-queued after a bridge restart interrupted attempt {job.attempts}")
+        pending = self.list(states={JobState.QUEUED, JobState.SCHEDULED}, limit=1_000_000)
+        return sorted(pending, key=lambda j: j.created)
+
+
+_SELECT = ("SELECT j.*, (SELECT COUNT(*) FROM frames f WHERE f.job_id = j.job_id) AS frames_done "
+           "FROM jobs j")
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        job_id=row["job_id"], project=row["project"], shot=row["shot"], version=row["version"],
+        request_id=row["request_id"], shot_sha256=row["shot_sha256"], backend=row["backend"],
+        state=JobState(row["state"]), state_reason=row["state_reason"], frame_count=row["frame_count"],
+        work_estimate=row["work_estimate"],
+        frames_done=row["frames_done"], attempts=row["attempts"], energy_wh=row["energy_wh"],
+        generation=GenerationSettings.from_dict(json.loads(row["generation"])),
+        scheduling=SchedulingSettings.from_dict(json.loads(row["scheduling"])),
+        decision=json.loads(row["decision"]), created=row["created"], updated=row["updated"],
+    )

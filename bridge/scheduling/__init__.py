@@ -1,0 +1,1 @@
+"""Scheduling: decisions (planner) and the executors that run jobs."""

@@ -1,0 +1,1 @@
+"""The gRPC bridge server: servicer, job manager, config and wiring."""

@@ -1,0 +1,87 @@
+"""The bridge's configuration: one frozen object, built in ``cli.py`` (or a
+test) from flags, environment and an optional TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from ..energy.accounting import Site
+from ..errors import InvalidArgumentError
+from ..shot.validation import ShotLimits
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_frames: int = 480
+    max_width: int = 2048
+    max_height: int = 2048
+    max_upload_bytes: int = 1024 * MIB
+    max_active_jobs_per_project: int = 16
+    max_chunk_bytes: int = 4 * MIB
+
+    @property
+    def shot_limits(self) -> ShotLimits:
+        return ShotLimits(self.max_frames, self.max_width, self.max_height)
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 50151          # 0 = let the OS choose
+    limits: Limits = field(default_factory=Limits)
+    # token -> project it may see; project "*" sees every project. No tokens
+    # means no authentication (fine on loopback, refuse elsewhere).
+    tokens: dict[str, str] = field(default_factory=dict)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    site: Site = field(default_factory=Site)
+    max_workers: int = 64
+    watts_per_busy_cpu: float | None = None   # None = the meter's default
+    # Extra backends to load, as "module:Class" (a no-argument constructor).
+    extra_backends: tuple[str, ...] = ()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def load_config(path: str | Path | None, **overrides) -> BridgeConfig:
+    """Build a config from a TOML file (optional) and keyword overrides.
+
+    TOML layout: top-level keys of BridgeConfig, tables ``[limits]``,
+    ``[site]`` and ``[tokens]`` (token = "project").
+    """
+    data: dict = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidArgumentError(f"config {path}: {exc}") from exc
+    limits = _build(Limits, data.pop("limits", {}), "limits")
+    site = _build(Site, data.pop("site", {}), "site")
+    tokens = {str(k): str(v) for k, v in data.pop("tokens", {}).items()}
+    known = {f.name for f in fields(BridgeConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise InvalidArgumentError(f"config {path}: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
+    data.setdefault("data_dir", overrides.pop("data_dir", Path("greenlight-data")))
+    config = BridgeConfig(**{**data, "data_dir": Path(data["data_dir"])}, limits=limits, site=site, tokens=tokens)
+    config = replace(config, extra_backends=tuple(config.extra_backends))
+    for key in ("tls_cert", "tls_key"):
+        if getattr(config, key) is not None:
+            config = replace(config, **{key: Path(getattr(config, key))})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return replace(config, **overrides)
+
+
+def _build(cls, values: dict, section: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise InvalidArgumentError(f"config [{section}]: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
+    return cls(**values)

@@ -1,0 +1,153 @@
+"""Job management behind the servicer: admit, schedule, cancel, recover.
+
+The servicer translates protobuf and status codes; everything decided about
+jobs is decided here, so the rules hold whatever the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..backends.base import Backend
+from ..errors import (InvalidArgumentError, LimitExceededError, NotFoundError, PermissionDeniedError,
+                      PreconditionError)
+from ..jobs.channels import ChannelRegistry
+from ..jobs.state import JobState
+from ..jobs.store import JobRecord, JobStore
+from ..scheduling.executor import LocalExecutor
+from ..scheduling.planner import decide
+from ..shot.model import Shot
+from ..shot.request import GenerationSettings, SchedulingSettings, validate_generation, validate_scheduling
+from ..shot.validation import validate_shot
+from .config import BridgeConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: ``project`` None means every project (admin or no auth)."""
+
+    project: str | None
+
+    def check_project(self, project: str) -> None:
+        if self.project is not None and self.project != project:
+            raise PermissionDeniedError(f"this token is for project {self.project!r}, not {project!r}")
+
+    def can_see(self, job: JobRecord) -> bool:
+        return self.project is None or self.project == job.project
+
+
+class JobManager:
+    def __init__(self, config: BridgeConfig, store: JobStore, channels: ChannelRegistry,
+                 backends: dict[str, Backend], executor: LocalExecutor):
+        self.config = config
+        self.store = store
+        self.channels = channels
+        self.backends = backends
+        self.executor = executor
+
+    def start(self) -> None:
+        """Recover after a restart and resume every pending job."""
+        for job in self.store.recover():
+            if job.state is JobState.QUEUED:
+                self._schedule(job)
+            else:
+                self.executor.enqueue(job.job_id)
+        self.executor.start()
+
+    # ----------------------------------------------------------- submit
+    def check_upload_size(self, declared: int) -> None:
+        if declared <= 0:
+            raise InvalidArgumentError(f"header.shot_bytes: must be > 0, got {declared}")
+        if declared > self.config.limits.max_upload_bytes:
+            raise LimitExceededError("max_upload_bytes", declared, self.config.limits.max_upload_bytes)
+
+    def submit(self, principal: Principal, upload_dir: Path, shot: Shot, sha256_hex: str, request_id: str,
+               generation: GenerationSettings, scheduling: SchedulingSettings) -> tuple[JobRecord, bool]:
+        """Admit a fully uploaded, parsed shot. On any refusal the upload is deleted."""
+        try:
+            if not 1 <= len(request_id) <= 128:
+                raise InvalidArgumentError(f"header.request_id: must be 1-128 characters, got {len(request_id)}")
+            validate_shot(shot, self.config.limits.shot_limits)
+            principal.check_project(shot.tags.project)
+            validate_generation(generation)
+            backend = self.backends.get(generation.backend)
+            if backend is None:
+                raise InvalidArgumentError(
+                    f"generation.backend: unknown backend {generation.backend!r}; available: {sorted(self.backends)}")
+            backend.check_inputs(shot, generation)
+            validate_scheduling(scheduling)
+            unknown = set(scheduling.allowed_sites) - {self.config.site.name}
+            if unknown:
+                raise InvalidArgumentError(
+                    f"scheduling.allowed_sites: unknown sites {sorted(unknown)}; this bridge has {[self.config.site.name]}")
+            if self.store.find_by_request(shot.tags.project, request_id) is None:
+                active = self.store.count_active(shot.tags.project)
+                if active >= self.config.limits.max_active_jobs_per_project:
+                    raise LimitExceededError(f"max_active_jobs_per_project (project {shot.tags.project!r})",
+                                             active + 1, self.config.limits.max_active_jobs_per_project)
+            job, created = self.store.create_job(
+                upload_dir, project=shot.tags.project, shot=shot.tags.shot, version=shot.tags.version,
+                request_id=request_id, shot_sha256=sha256_hex, backend=backend.id, frame_count=shot.frame_count,
+                work_estimate=backend.estimate_work(shot, generation), generation=generation, scheduling=scheduling)
+        except BaseException:
+            shutil.rmtree(upload_dir, ignore_errors=True)
+            raise
+        if created:
+            log.info("job %s: accepted %s/%s v%d, %d frames, backend %s", job.job_id, job.project, job.shot,
+                     job.version, job.frame_count, job.backend)
+            job = self._schedule(job)
+        return job, created
+
+    def _schedule(self, job: JobRecord) -> JobRecord:
+        per_work = self.store.energy_per_work(job.backend)
+        expected_wh = None if per_work is None else per_work * job.work_estimate
+        decision = decide(job.scheduling, self.config.site, expected_wh)
+        job = self.store.transition(job.job_id, JobState.SCHEDULED, decision["reason"], decision=decision)
+        self.channels.notify(job.job_id)
+        self.executor.enqueue(job.job_id)
+        return job
+
+    # ----------------------------------------------------------- queries
+    def get(self, principal: Principal, job_id: str) -> JobRecord:
+        job = self.store.get(job_id)
+        if not principal.can_see(job):
+            raise NotFoundError(f"job {job_id!r} not found")  # never reveal other projects' jobs
+        return job
+
+    def list(self, principal: Principal, project: str, limit: int) -> list[JobRecord]:
+        if not project:
+            if principal.project is None:
+                raise InvalidArgumentError("project: is required")
+            project = principal.project
+        principal.check_project(project)
+        return self.store.list(project, limit=limit or 100)
+
+    def report(self, principal: Principal, job_id: str) -> dict:
+        job = self.get(principal, job_id)
+        report = self.store.report(job_id)
+        if report is None:
+            raise PreconditionError(f"job {job_id} is {job.state.value}; its report exists once it has ended")
+        return report
+
+    def cancel(self, principal: Principal, job_id: str, reason: str = "") -> JobRecord:
+        job = self.get(principal, job_id)
+        if job.state.terminal:
+            return job
+        if job.state is JobState.RUNNING or self.executor.is_running(job_id):
+            self.executor.cancel_running(job_id)
+            return self.store.get(job_id)
+        try:
+            job = self.store.transition(job_id, JobState.CANCELLED, reason or "cancelled by request",
+                                        expect={JobState.QUEUED, JobState.SCHEDULED})
+        except PreconditionError:
+            # it started in between: stop the run instead
+            self.executor.cancel_running(job_id)
+            return self.store.get(job_id)
+        self.store.save_report(job_id, self.executor.build_report(job, JobState.CANCELLED, 0.0))
+        self.channels.notify(job_id)
+        return job

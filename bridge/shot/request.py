@@ -1,0 +1,120 @@
+"""What to make of a shot (generation) and when/where to run it (scheduling).
+
+Plain frozen dataclasses, JSON-able, shared by the add-ons, the CLI and the
+bridge; protobuf conversion lives in ``bridge.shot.wire``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from ..errors import InvalidArgumentError
+
+CONTROL_KINDS = ("depth", "pose", "motion")
+JOB_CLASSES = ("interactive", "batch")
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    kind: str
+    enabled: bool = True
+    strength: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    backend: str = "guides"
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 0                # 0 = backend default
+    guidance_scale: float = 0.0   # 0 = backend default
+    controls: tuple[ControlSettings, ...] = ()
+    output_width: int = 0         # 0 = the shot's resolution
+    output_height: int = 0
+    preview_every_n_steps: int = 0
+    model_profile: str = ""
+
+    def control(self, kind: str) -> ControlSettings | None:
+        return next((c for c in self.controls if c.kind == kind), None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GenerationSettings":
+        data = dict(data)
+        data["controls"] = tuple(ControlSettings(**c) for c in data.get("controls", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class SchedulingSettings:
+    job_class: str = "interactive"
+    deadline: datetime | None = None   # timezone-aware UTC; required for batch
+    allowed_sites: tuple[str, ...] = field(default_factory=tuple)
+    max_co2e_g: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "job_class": self.job_class,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
+            "allowed_sites": list(self.allowed_sites),
+            "max_co2e_g": self.max_co2e_g,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SchedulingSettings":
+        deadline = data.get("deadline")
+        return cls(
+            job_class=data.get("job_class", "interactive"),
+            deadline=datetime.fromisoformat(deadline) if deadline else None,
+            allowed_sites=tuple(data.get("allowed_sites", ())),
+            max_co2e_g=data.get("max_co2e_g"),
+        )
+
+
+def validate_generation(gen: GenerationSettings) -> GenerationSettings:
+    if not gen.backend:
+        raise InvalidArgumentError("generation.backend: is required (see GetCapabilities for the list)")
+    if gen.seed < 0 or gen.seed >= 2**64:
+        raise InvalidArgumentError(f"generation.seed: must be in [0, 2^64), got {gen.seed}")
+    if gen.steps < 0 or gen.steps > 1000:
+        raise InvalidArgumentError(f"generation.steps: must be 0 (default) to 1000, got {gen.steps}")
+    if gen.guidance_scale < 0 or gen.guidance_scale > 50:
+        raise InvalidArgumentError(f"generation.guidance_scale: must be 0 (default) to 50, got {gen.guidance_scale}")
+    if (gen.output_width == 0) != (gen.output_height == 0):
+        raise InvalidArgumentError(
+            f"generation.output_resolution: set both width and height or neither, got {gen.output_width}x{gen.output_height}")
+    seen = set()
+    for i, c in enumerate(gen.controls):
+        where = f"generation.controls[{i}]"
+        if c.kind not in CONTROL_KINDS:
+            raise InvalidArgumentError(f"{where}.kind: must be one of {CONTROL_KINDS}, got {c.kind!r}")
+        if c.kind in seen:
+            raise InvalidArgumentError(f"{where}.kind: {c.kind!r} is given twice")
+        seen.add(c.kind)
+        if not (0 <= c.strength <= 10):
+            raise InvalidArgumentError(f"{where}.strength: must be in [0, 10], got {c.strength}")
+        if not (0 <= c.guidance_start < c.guidance_end <= 1):
+            raise InvalidArgumentError(
+                f"{where}: need 0 <= guidance_start < guidance_end <= 1, got {c.guidance_start}..{c.guidance_end}")
+    return gen
+
+
+def validate_scheduling(sched: SchedulingSettings, now: datetime | None = None) -> SchedulingSettings:
+    if sched.job_class not in JOB_CLASSES:
+        raise InvalidArgumentError(f"scheduling.job_class: must be one of {JOB_CLASSES}, got {sched.job_class!r}")
+    if sched.job_class == "batch":
+        if sched.deadline is None:
+            raise InvalidArgumentError("scheduling.deadline: is required for batch jobs")
+        now = now or datetime.now(timezone.utc)
+        if sched.deadline <= now:
+            raise InvalidArgumentError(
+                f"scheduling.deadline: {sched.deadline.isoformat()} is in the past (now {now.isoformat(timespec='seconds')})")
+    if sched.max_co2e_g is not None and sched.max_co2e_g <= 0:
+        raise InvalidArgumentError(f"scheduling.max_co2e_g: must be > 0, got {sched.max_co2e_g}")
+    return sched

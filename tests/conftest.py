@@ -1,0 +1,49 @@
+import os
+
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from bridge.backends import default_backends  # noqa: E402
+from bridge.shot.synthetic import sample_shot  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def small_shot():
+    """6 frames at 64x36: the synthetic dolly, fast to build and upload."""
+    return sample_shot(frames=6, width=64, height=36)
+
+
+@pytest.fixture
+def start_bridge(tmp_path):
+    """Start real bridges on OS-chosen loopback ports; all stopped at the end."""
+    from bridge.server.app import create_server
+    from bridge.server.config import BridgeConfig
+
+    started = []
+
+    def start(backends=None, data_dir=None, **config):
+        if backends is None:
+            backends = default_backends()
+        cfg = BridgeConfig(data_dir=data_dir or tmp_path / f"bridge{len(started)}", port=0, **config)
+        bridge = create_server(cfg, backends=backends)
+        started.append(bridge)
+        return bridge
+
+    yield start
+    for bridge in started:
+        try:
+            bridge.stop(grace=0)
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def paced():
+    from tests.helpers.backends import PacedBackend
+
+    return PacedBackend(frame_s=0.05)
