@@ -53,6 +53,8 @@ class JobManager:
     def start(self) -> None:
         """Recover after a restart and resume every pending job."""
         for job in self.store.recover():
+            if job.attempts:
+                log.warning("job %s: %s", job.job_id, job.state_reason or "resumed after a restart")
             if job.state is JobState.QUEUED:
                 self._schedule(job)
             else:
