@@ -236,6 +236,56 @@ def cmd_shot_inspect(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- models
+def cmd_models_list(args) -> int:
+    from .backends.loading import missing_components
+    from .backends.profiles import available_profiles, load_profile
+
+    for name in available_profiles():
+        profile = load_profile(name)
+        missing = missing_components(profile)
+        state = "ready" if not missing else f"missing {', '.join(m[0] for m in missing)}"
+        print(f"{name:24} {profile.family:12} {state}")
+        if args.verbose:
+            for component, source in profile.components.items():
+                print(f"    {component:18} {source}")
+    return 0
+
+
+def cmd_models_check(args) -> int:
+    from .backends.loading import missing_components
+    from .backends.profiles import load_profile
+
+    profile = load_profile(args.profile)
+    missing = missing_components(profile)
+    for name, source, why in missing:
+        print(f"missing {name}: {source} ({why})", file=sys.stderr)
+    if missing:
+        print(f"fetch them with: greenlight models pull {profile.name}", file=sys.stderr)
+        return 2
+    print(f"{profile.name}: every component is on disk")
+    return 0
+
+
+def cmd_models_pull(args) -> int:
+    from .backends.loading import pull
+    from .backends.profiles import load_profile
+
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        raise GreenlightError("HF_HUB_OFFLINE is set: unset it to download (on a machine with hub access)")
+    for line in pull(load_profile(args.profile)):
+        print(f"fetched {line}")
+    return 0
+
+
+def cmd_models_tiny(args) -> int:
+    from .backends.tiny import build_tiny_animatediff
+
+    path = build_tiny_animatediff(args.out)
+    print(f"wrote {path} (random weights: output is noise; for offline tests and demos)")
+    return 0
+
+
 # ---------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     import tempfile
@@ -251,18 +301,48 @@ def cmd_demo(args) -> int:
           f"({args.frames} frames, {args.width}x{args.height})", flush=True)
     shot = sample_shot(frames=args.frames, width=args.width, height=args.height)
     with tempfile.TemporaryDirectory(prefix="greenlight-demo-") as data_dir:
-        bridge = create_server(BridgeConfig(data_dir=Path(data_dir), port=0))
+        generation, note = _demo_generation(args, Path(data_dir))
+        bridge = create_server(BridgeConfig(data_dir=Path(data_dir) / "bridge", port=0))
         try:
-            print(f"embedded bridge on {bridge.address}; backend: guides (this machine has no GPU diffusion "
-                  "backend installed: frames are the conditioning preview)", flush=True)
+            print(f"embedded bridge on {bridge.address}; {note}", flush=True)
             with BridgeClient(bridge.address) as client:
-                job = client.submit(shot).job
+                job = client.submit(shot, generation).job
                 folder = out / job.shot / f"v{job.version:03d}"
                 code = watch_to_folder(client, job.job_id, folder, shot.fps.fraction, quiet=args.quiet)
         finally:
             bridge.stop()
     print(f"total:       {time.monotonic() - t0:.2f} s")
     return code
+
+
+def _demo_generation(args, scratch: Path):
+    """The best backend this machine can run, and a line saying which and why."""
+    from .backends.loading import missing_components
+    from .backends.profiles import load_profile
+    from .shot.request import GenerationSettings
+
+    prompt = "a robot waving in a concrete hall, cinematic previz"
+    if args.diffusion == "tiny":
+        from .backends.tiny import build_tiny_animatediff
+
+        profile = build_tiny_animatediff(scratch / "tiny-model")
+        return (GenerationSettings(backend="animatediff", prompt=prompt, seed=1, model_profile=str(profile)),
+                "backend: animatediff on the TINY RANDOM-WEIGHT model (real pipeline, loader and streaming; "
+                "the frames are noise shaped by the controls, not a picture)")
+    if args.diffusion:
+        return (GenerationSettings(backend="animatediff", prompt=prompt, seed=1, model_profile=args.diffusion),
+                f"backend: animatediff with profile {args.diffusion}")
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available() and not missing_components(load_profile("animatediff-sd15")):
+            return (GenerationSettings(backend="animatediff", prompt=prompt, seed=1),
+                    "backend: animatediff (CUDA GPU and animatediff-sd15 weights found)")
+    return (GenerationSettings(backend="guides"),
+            "backend: guides (no GPU with diffusion weights here: frames are the conditioning preview; "
+            "--diffusion tiny runs the real diffusion pipeline on a tiny random-weight model)")
 
 
 # ---------------------------------------------------------------- main
@@ -338,12 +418,28 @@ def build_parser() -> argparse.ArgumentParser:
     ssp.add_argument("file")
     ssp.set_defaults(func=cmd_shot_inspect)
 
+    sp = sub.add_parser("models", help="model profiles for the diffusion backends")
+    models_sub = sp.add_subparsers(dest="models_command", required=True)
+    msp = models_sub.add_parser("list", help="profiles and whether their weights are on disk")
+    msp.set_defaults(func=cmd_models_list)
+    msp = models_sub.add_parser("check", help="exit 0 when every component of PROFILE is on disk")
+    msp.add_argument("profile")
+    msp.set_defaults(func=cmd_models_check)
+    msp = models_sub.add_parser("pull", help="download PROFILE's components into the Hugging Face cache")
+    msp.add_argument("profile")
+    msp.set_defaults(func=cmd_models_pull)
+    msp = models_sub.add_parser("tiny", help="write a tiny random-weight AnimateDiff profile (offline testing)")
+    msp.add_argument("out")
+    msp.set_defaults(func=cmd_models_tiny)
+
     sp = sub.add_parser("demo", help="the whole loop on this machine")
     sp.add_argument("--out", default="out")
     sp.add_argument("--frames", type=int, default=48)
     sp.add_argument("--width", type=int, default=512)
     sp.add_argument("--height", type=int, default=288)
     sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--diffusion", metavar="PROFILE",
+                    help="run the animatediff backend with this profile; 'tiny' builds a random-weight one")
     sp.set_defaults(func=cmd_demo)
     return p
 

@@ -11,9 +11,10 @@ from .base import Backend, BackendInfo, JobContext
 
 def default_backends(extra: tuple[str, ...] = ()) -> dict[str, Backend]:
     """The built-in backends plus ``extra`` ones named "module:Class"."""
+    from .animatediff import AnimateDiffBackend
     from .guides import GuidesBackend
 
-    backends: list[Backend] = [GuidesBackend()]
+    backends: list[Backend] = [GuidesBackend(), AnimateDiffBackend()]
     backends += [load_backend(spec) for spec in extra]
     return {b.id: b for b in backends}
 

@@ -1,0 +1,193 @@
+"""Load pipeline components named by a model profile, through the same
+``from_pretrained`` path for hub ids and local folders, and cache the
+loaded components between jobs.
+
+Nothing falls back silently: a component that is not there raises
+``ModelMissingError`` naming the component, its source and how to get it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import PreconditionError
+from .profiles import ModelProfile
+
+log = logging.getLogger(__name__)
+
+
+class ModelMissingError(PreconditionError):
+    def __init__(self, profile: ModelProfile, component: str, source: str, why: str):
+        super().__init__(
+            f"model component {component!r} of profile {profile.name!r} is not available: {source} ({why}). "
+            f"Fetch it with `greenlight models pull {profile.name}` where the Hugging Face hub is reachable "
+            f"(then copy ~/.cache/huggingface to this machine), or point the profile's [components] "
+            f"{component} at a local folder.")
+        self.component = component
+        self.source = source
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """How one pipeline component is loaded: class, profile key, subfolder,
+    and a file whose presence shows it is there."""
+
+    name: str
+    loader: str          # "module:Class"
+    profile_key: str
+    subfolder: str | None
+    marker: str          # relative to the component folder
+    optional: bool = False
+
+
+ANIMATEDIFF_COMPONENTS = (
+    ComponentSpec("tokenizer", "transformers:CLIPTokenizer", "base", "tokenizer", "tokenizer_config.json"),
+    ComponentSpec("text_encoder", "transformers:CLIPTextModel", "base", "text_encoder", "config.json"),
+    ComponentSpec("unet", "diffusers:UNet2DConditionModel", "base", "unet", "config.json"),
+    ComponentSpec("vae", "diffusers:AutoencoderKL", "base", "vae", "config.json"),
+    ComponentSpec("scheduler", "diffusers:DDIMScheduler", "base", "scheduler", "scheduler_config.json"),
+    ComponentSpec("motion_adapter", "diffusers:MotionAdapter", "motion_adapter", None, "config.json"),
+    ComponentSpec("controlnet_depth", "diffusers:ControlNetModel", "controlnet_depth", None, "config.json", True),
+    ComponentSpec("controlnet_pose", "diffusers:ControlNetModel", "controlnet_pose", None, "config.json", True),
+)
+
+
+def _source_for(profile: ModelProfile, spec: ComponentSpec) -> tuple[str | None, str | None]:
+    """(source, subfolder); a dedicated ``vae`` entry overrides base/vae."""
+    if spec.name == "vae" and profile.source("vae"):
+        return profile.source("vae"), None
+    return profile.source(spec.profile_key), spec.subfolder
+
+
+def _is_local(source: str) -> bool:
+    return os.path.isabs(source) or source.startswith(".") or Path(source).exists()
+
+
+def missing_components(profile: ModelProfile, specs=ANIMATEDIFF_COMPONENTS, needed: set[str] | None = None):
+    """Components that cannot be loaded from disk (local folder or hub
+    cache), as (name, source, why). Checks files only; loads nothing."""
+    missing = []
+    for spec in specs:
+        if needed is not None and spec.name not in needed:
+            continue
+        source, subfolder = _source_for(profile, spec)
+        if source is None:
+            if not spec.optional:
+                missing.append((spec.name, "(not named)", f"the profile names no {spec.profile_key}"))
+            continue
+        rel = f"{subfolder}/{spec.marker}" if subfolder else spec.marker
+        if _is_local(source):
+            if not (Path(source) / rel).is_file():
+                missing.append((spec.name, source, f"{rel} not found in that folder"))
+            continue
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            missing.append((spec.name, source, "huggingface_hub is not installed (pip install 'greenlight[diffusion]')"))
+            continue
+        cached = try_to_load_from_cache(source, rel)
+        if not isinstance(cached, str):
+            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+            missing.append((spec.name, source, f"{rel} is not in the Hugging Face cache"
+                            + (" and HF_HUB_OFFLINE=1" if offline else "")))
+    return missing
+
+
+def require_components(profile: ModelProfile, needed: set[str]) -> None:
+    missing = missing_components(profile, needed=needed)
+    if missing:
+        name, source, why = missing[0]
+        raise ModelMissingError(profile, name, source, why)
+
+
+def _load_class(dotted: str):
+    import importlib
+
+    module, _, cls = dotted.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_component(profile: ModelProfile, spec: ComponentSpec, dtype=None):
+    source, subfolder = _source_for(profile, spec)
+    if source is None:
+        raise ModelMissingError(profile, spec.name, "(not named)", f"the profile names no {spec.profile_key}")
+    cls = _load_class(spec.loader)
+    kwargs = {}
+    if subfolder:
+        kwargs["subfolder"] = subfolder
+    if dtype is not None and spec.name not in ("tokenizer", "scheduler"):
+        kwargs["torch_dtype"] = dtype
+    if not _is_local(source) and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        kwargs["local_files_only"] = True
+    try:
+        return cls.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:   # hub/cache misses surface as OSError subclasses
+        raise ModelMissingError(profile, spec.name, source, f"{type(exc).__name__}: {exc}") from exc
+
+
+def pull(profile: ModelProfile, specs=ANIMATEDIFF_COMPONENTS) -> list[str]:
+    """Download every hub component of a profile into the HF cache."""
+    from huggingface_hub import snapshot_download
+
+    done = []
+    for spec in specs:
+        source, subfolder = _source_for(profile, spec)
+        if source is None or _is_local(source):
+            continue
+        # configs, tokenizer files and the full-precision safetensors only: hub
+        # repos also carry .bin, .ckpt and fp16 copies of the same weights
+        files = ["*.json", "*.txt", "diffusion_pytorch_model.safetensors", "model.safetensors"]
+        patterns = [f"{subfolder}/{f}" for f in files] if subfolder else files
+        snapshot_download(source, allow_patterns=patterns)
+        done.append(f"{spec.name}: {source}" + (f"/{subfolder}" if subfolder else ""))
+    return done
+
+
+class ComponentCache:
+    """Loaded components per (profile, device, dtype), least recently used
+    evicted first. Loading is the slow part of a job; keeping the last
+    profile resident makes the next job start at once."""
+
+    def __init__(self, max_entries: int = 1):
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple, dict] = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def get(self, profile: ModelProfile, device: str, dtype, specs=ANIMATEDIFF_COMPONENTS,
+            needed: set[str] | None = None) -> dict:
+        key = (str(profile.path or profile.name), tuple(sorted(profile.components.items())), device, str(dtype))
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                entry = self._entries[key]
+                if needed is None or needed <= set(entry):
+                    return entry
+            else:
+                entry = {}
+            while len(self._entries) >= self.max_entries and key not in self._entries:
+                old, _ = self._entries.popitem(last=False)
+                log.info("evicting cached pipeline %s", old[0])
+            for spec in specs:
+                if spec.name in entry or (needed is not None and spec.name not in needed):
+                    continue
+                component = load_component(profile, spec, dtype)
+                if hasattr(component, "to") and spec.name not in ("tokenizer", "scheduler"):
+                    component = component.to(device)
+                    component.eval() if hasattr(component, "eval") else None
+                entry[spec.name] = component
+            self.loads += 1
+            self._entries[key] = entry
+            return entry
+
+    def evict_all(self) -> None:
+        with self._lock:
+            self._entries.clear()
+        from .devices import free_device_memory
+
+        free_device_memory()
