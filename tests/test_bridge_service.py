@@ -165,7 +165,7 @@ def test_limits_are_enforced_and_advertised(start_bridge, small_shot):
     with BridgeClient(bridge.address) as client:
         caps = client.capabilities()
         assert (caps.limits.max_frames, caps.limits.max_width, caps.limits.max_upload_bytes) == (4, 48, 200_000)
-        assert {b.id for b in caps.backends} == {"guides", "animatediff"}
+        assert {b.id for b in caps.backends} == {"guides", "animatediff", "wan-vace"}
         with pytest.raises(LimitExceededError, match="max_frames: 6 exceeds the bridge's limit of 4"):
             client.submit(small_shot, chunk_bytes=32 * 1024)
         shot4 = dataclasses.replace(small_shot, frames=small_shot.frames[:4])
@@ -193,7 +193,7 @@ def test_active_jobs_per_project_limit(start_bridge, small_shot, paced):
 def test_unknown_backend_and_bad_generation(start_bridge, small_shot):
     bridge = start_bridge()
     with BridgeClient(bridge.address) as client:
-        with pytest.raises(InvalidArgumentError, match=r"unknown backend 'sdxl'; available: \['animatediff', 'guides'\]"):
+        with pytest.raises(InvalidArgumentError, match=r"unknown backend 'sdxl'; available: \['animatediff', 'guides', 'wan-vace'\]"):
             client.submit(small_shot, GenerationSettings(backend="sdxl"))
         from bridge.shot.request import ControlSettings
 

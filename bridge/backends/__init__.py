@@ -13,8 +13,9 @@ def default_backends(extra: tuple[str, ...] = ()) -> dict[str, Backend]:
     """The built-in backends plus ``extra`` ones named "module:Class"."""
     from .animatediff import AnimateDiffBackend
     from .guides import GuidesBackend
+    from .wan_vace import WanVaceBackend
 
-    backends: list[Backend] = [GuidesBackend(), AnimateDiffBackend()]
+    backends: list[Backend] = [GuidesBackend(), AnimateDiffBackend(), WanVaceBackend()]
     backends += [load_backend(spec) for spec in extra]
     return {b.id: b for b in backends}
 

@@ -32,6 +32,10 @@ class ModelMissingError(PreconditionError):
         self.source = source
 
 
+# The scheduler class is whatever the checkpoint's scheduler_config.json names.
+SCHEDULER_FROM_CONFIG = "diffusers:<scheduler_config>"
+
+
 @dataclass(frozen=True)
 class ComponentSpec:
     """How one pipeline component is loaded: class, profile key, subfolder,
@@ -50,11 +54,20 @@ ANIMATEDIFF_COMPONENTS = (
     ComponentSpec("text_encoder", "transformers:CLIPTextModel", "base", "text_encoder", "config.json"),
     ComponentSpec("unet", "diffusers:UNet2DConditionModel", "base", "unet", "config.json"),
     ComponentSpec("vae", "diffusers:AutoencoderKL", "base", "vae", "config.json"),
-    ComponentSpec("scheduler", "diffusers:DDIMScheduler", "base", "scheduler", "scheduler_config.json"),
+    ComponentSpec("scheduler", SCHEDULER_FROM_CONFIG, "base", "scheduler", "scheduler_config.json"),
     ComponentSpec("motion_adapter", "diffusers:MotionAdapter", "motion_adapter", None, "config.json"),
     ComponentSpec("controlnet_depth", "diffusers:ControlNetModel", "controlnet_depth", None, "config.json", True),
     ComponentSpec("controlnet_pose", "diffusers:ControlNetModel", "controlnet_pose", None, "config.json", True),
 )
+
+WAN_VACE_COMPONENTS = (
+    ComponentSpec("tokenizer", "transformers:AutoTokenizer", "base", "tokenizer", "tokenizer_config.json"),
+    ComponentSpec("text_encoder", "transformers:UMT5EncoderModel", "base", "text_encoder", "config.json"),
+    ComponentSpec("vae", "diffusers:AutoencoderKLWan", "base", "vae", "config.json"),
+    ComponentSpec("transformer", "diffusers:WanVACETransformer3DModel", "base", "transformer", "config.json"),
+    ComponentSpec("scheduler", SCHEDULER_FROM_CONFIG, "base", "scheduler", "scheduler_config.json"),
+)
+SPECS = {"animatediff": ANIMATEDIFF_COMPONENTS, "wan-vace": WAN_VACE_COMPONENTS}
 
 
 def _source_for(profile: ModelProfile, spec: ComponentSpec) -> tuple[str | None, str | None]:
@@ -68,9 +81,10 @@ def _is_local(source: str) -> bool:
     return os.path.isabs(source) or source.startswith(".") or Path(source).exists()
 
 
-def missing_components(profile: ModelProfile, specs=ANIMATEDIFF_COMPONENTS, needed: set[str] | None = None):
+def missing_components(profile: ModelProfile, needed: set[str] | None = None):
     """Components that cannot be loaded from disk (local folder or hub
     cache), as (name, source, why). Checks files only; loads nothing."""
+    specs = SPECS[profile.family]
     missing = []
     for spec in specs:
         if needed is not None and spec.name not in needed:
@@ -116,10 +130,18 @@ def load_component(profile: ModelProfile, spec: ComponentSpec, dtype=None):
     source, subfolder = _source_for(profile, spec)
     if source is None:
         raise ModelMissingError(profile, spec.name, "(not named)", f"the profile names no {spec.profile_key}")
-    cls = _load_class(spec.loader)
     kwargs = {}
     if subfolder:
         kwargs["subfolder"] = subfolder
+    if spec.loader == SCHEDULER_FROM_CONFIG:
+        import diffusers
+
+        try:
+            config = diffusers.DDIMScheduler.load_config(source, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelMissingError(profile, spec.name, source, f"{type(exc).__name__}: {exc}") from exc
+        return getattr(diffusers, config["_class_name"]).from_config(config)
+    cls = _load_class(spec.loader)
     if dtype is not None and spec.name not in ("tokenizer", "scheduler"):
         kwargs["torch_dtype"] = dtype
     if not _is_local(source) and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
@@ -130,18 +152,18 @@ def load_component(profile: ModelProfile, spec: ComponentSpec, dtype=None):
         raise ModelMissingError(profile, spec.name, source, f"{type(exc).__name__}: {exc}") from exc
 
 
-def pull(profile: ModelProfile, specs=ANIMATEDIFF_COMPONENTS) -> list[str]:
+def pull(profile: ModelProfile) -> list[str]:
     """Download every hub component of a profile into the HF cache."""
     from huggingface_hub import snapshot_download
 
     done = []
-    for spec in specs:
+    for spec in SPECS[profile.family]:
         source, subfolder = _source_for(profile, spec)
         if source is None or _is_local(source):
             continue
         # configs, tokenizer files and the full-precision safetensors only: hub
         # repos also carry .bin, .ckpt and fp16 copies of the same weights
-        files = ["*.json", "*.txt", "diffusion_pytorch_model.safetensors", "model.safetensors"]
+        files = ["*.json", "*.txt", "*.model", "diffusion_pytorch_model*.safetensors", "model*.safetensors"]
         patterns = [f"{subfolder}/{f}" for f in files] if subfolder else files
         snapshot_download(source, allow_patterns=patterns)
         done.append(f"{spec.name}: {source}" + (f"/{subfolder}" if subfolder else ""))
@@ -159,8 +181,7 @@ class ComponentCache:
         self._lock = threading.Lock()
         self.loads = 0
 
-    def get(self, profile: ModelProfile, device: str, dtype, specs=ANIMATEDIFF_COMPONENTS,
-            needed: set[str] | None = None) -> dict:
+    def get(self, profile: ModelProfile, device: str, dtype, needed: set[str] | None = None) -> dict:
         key = (str(profile.path or profile.name), tuple(sorted(profile.components.items())), device, str(dtype))
         with self._lock:
             if key in self._entries:
@@ -173,7 +194,7 @@ class ComponentCache:
             while len(self._entries) >= self.max_entries and key not in self._entries:
                 old, _ = self._entries.popitem(last=False)
                 log.info("evicting cached pipeline %s", old[0])
-            for spec in specs:
+            for spec in SPECS[profile.family]:
                 if spec.name in entry or (needed is not None and spec.name not in needed):
                     continue
                 component = load_component(profile, spec, dtype)

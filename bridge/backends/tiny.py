@@ -80,3 +80,44 @@ def build_tiny_animatediff(root: str | Path, seed: int = 0, size: str = "tiny") 
         '[defaults]\nsteps = 4\nguidance_scale = 7.5\nscheduler = "ddim"\ncontext_length = 16\n'
         'context_stride = 4\npreview_every_n_steps = 2\n')
     return profile
+
+
+def build_tiny_wan_vace(root: str | Path, seed: int = 0) -> Path:
+    """A tiny random-weight Wan2.1-VACE in the diffusers layout under
+    ``root/base`` plus ``tiny-wan.toml``; the T5 tokenizer is a unigram
+    model built in memory (no sentencepiece training data needed)."""
+    import torch
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanVACETransformer3DModel
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    root = Path(root)
+    base = root / "base"
+    torch.manual_seed(seed)
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(c, -1.0) for c in LETTERS + "\u2581"]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=2))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                            model_max_length=512).save_pretrained(base / "tokenizer")
+    UMT5EncoderModel(UMT5Config(d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, vocab_size=len(pieces),
+                                relative_attention_num_buckets=8)).save_pretrained(base / "text_encoder")
+    AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                     temperal_downsample=[False, True, True]).save_pretrained(base / "vae")
+    transformer = WanVACETransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=3, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32, vace_layers=[0, 2], vace_in_channels=96)
+    # like ControlNet, VACE's control projections start at zero; random weights make the control count
+    with torch.no_grad():
+        for name, param in transformer.named_parameters():
+            if "vace_blocks" in name and "proj_out" in name:
+                param.normal_(0.0, 0.3)
+    transformer.save_pretrained(base / "transformer")
+    FlowMatchEulerDiscreteScheduler(shift=7.0).save_pretrained(base / "scheduler")
+    profile = root / "tiny-wan.toml"
+    profile.write_text(
+        '# Tiny random-weight Wan2.1-VACE for offline tests: its output is noise.\n'
+        'name = "tiny-wan"\nfamily = "wan-vace"\n\n[components]\nbase = "./base"\n\n'
+        '[defaults]\nsteps = 3\nguidance_scale = 5.0\npreview_every_n_steps = 2\n')
+    return profile
