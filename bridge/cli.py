@@ -236,6 +236,27 @@ def cmd_shot_inspect(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- render
+def cmd_render(args) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("bpy") is None:
+        print("greenlight render needs Blender's Python module: pip install 'greenlight[blender]' "
+              "(or run blender -b scene.blend --python-expr ... with the add-on installed)", file=sys.stderr)
+        return 2
+    from blender_addon.headless import main as headless_main
+
+    argv = [args.blend, "--address", args.address, "--out", args.out]
+    for flag, value in (("--shot", args.shot), ("--camera", args.camera), ("--frames", args.frames),
+                        ("--project", args.project), ("--backend", args.backend), ("--token", args.token),
+                        ("--scale", args.scale)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.tls:
+        argv.append("--tls")
+    return headless_main(argv)   # 0 done, 1 failed/cancelled, 2 bad input, 3 unreachable
+
+
 # ---------------------------------------------------------------- models
 def cmd_models_list(args) -> int:
     from .backends.loading import missing_components
@@ -417,6 +438,18 @@ def build_parser() -> argparse.ArgumentParser:
     ssp = shot_sub.add_parser("inspect", help="validate and summarise a shot file")
     ssp.add_argument("file")
     ssp.set_defaults(func=cmd_shot_inspect)
+
+    sp = sub.add_parser("render", help="extract a .blend's shot with Blender, submit, write frames + MP4 + report")
+    client_opts(sp)
+    sp.add_argument("blend")
+    sp.add_argument("--shot", help="shot tag (default: the scene name)")
+    sp.add_argument("--camera", help="camera object (default: the scene camera)")
+    sp.add_argument("--frames", help="START-END (default: the scene range)")
+    sp.add_argument("--project")
+    sp.add_argument("--backend")
+    sp.add_argument("--scale", type=float, help="pass resolution as a fraction of the render resolution")
+    sp.add_argument("--out", default="out")
+    sp.set_defaults(func=cmd_render)
 
     sp = sub.add_parser("models", help="model profiles for the diffusion backends")
     models_sub = sp.add_subparsers(dest="models_command", required=True)

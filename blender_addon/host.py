@@ -1,0 +1,397 @@
+"""Everything that reads or changes Blender data: only ``*_in_blender``
+functions (STYLE practice 5). They read raw values and hand them to the
+engine-free ``convert``/``bridge.shot`` code, or apply results that the
+worker thread produced. Call them on Blender's main thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from . import convert
+from ._deps import errors, model, pose, rigs, validation
+from .exr import read_exr
+from .settings import ExtractSettings
+
+log = logging.getLogger(__name__)
+
+PASS_METHODS = {
+    "camera": "blender-evaluated-camera",
+    "depth": "cycles-1spp-depth-pass",
+    "motion": "cycles-1spp-vector-pass",
+    "pose": "rig-joints-projected",
+}
+IGNORE_PROP = "greenlight_ignore"        # on an armature object: not a character
+MAPPING_PROP = "greenlight_coco_map"     # on an armature object: JSON keypoint -> bone
+
+
+# ------------------------------------------------------------------ reading
+def camera_object_in_blender(scene, name: str | None = None):
+    if name:
+        obj = scene.objects.get(name)
+        if obj is None:
+            raise errors.InvalidArgumentError(f"camera {name!r} is not in scene {scene.name!r}")
+    else:
+        obj = scene.camera
+        if obj is None:
+            raise errors.InvalidArgumentError(
+                f"scene {scene.name!r} has no active camera: set one (Scene properties > Camera, "
+                "or select a camera and press Ctrl+Numpad 0)")
+    if obj.type != "CAMERA":
+        raise errors.InvalidArgumentError(f"object {obj.name!r} is a {obj.type.lower()}, not a camera")
+    return obj
+
+
+def camera_sample_in_blender(scene, cam_obj, depsgraph):
+    ev = cam_obj.evaluated_get(depsgraph)
+    data = ev.data
+    focus_point = None
+    if data.dof.focus_object is not None:
+        focus_point = np.array(data.dof.focus_object.evaluated_get(depsgraph).matrix_world.translation)
+    matrix = np.array(ev.matrix_world, dtype=np.float64)
+    return convert.camera_sample(
+        cam_obj.name, matrix_world=matrix, cam_type=data.type, lens_mm=data.lens,
+        sensor_width_mm=data.sensor_width, sensor_height_mm=data.sensor_height, sensor_fit=data.sensor_fit,
+        clip_start_m=data.clip_start, clip_end_m=data.clip_end,
+        focus_distance_m=convert.focus_distance_m(matrix, focus_point, data.dof.focus_distance),
+        shift_x=data.shift_x, shift_y=data.shift_y,
+        pixel_aspect=scene.render.pixel_aspect_x / scene.render.pixel_aspect_y)
+
+
+def characters_in_blender(scene) -> list[tuple[object, object]]:
+    """(armature object, ResolvedRig) for every armature that renders and is
+    not marked ``greenlight_ignore``; raises RigMappingError for one that
+    maps to nothing."""
+    out = []
+    for obj in sorted(scene.objects, key=lambda o: o.name):
+        if obj.type != "ARMATURE" or obj.hide_render or obj.get(IGNORE_PROP):
+            continue
+        user = obj.get(MAPPING_PROP) or None
+        try:
+            rig = rigs.detect(obj.name, [b.name for b in obj.data.bones], user)
+        except rigs.RigMappingError as exc:
+            raise rigs.RigMappingError(
+                f"{exc}. To skip this armature set its custom property {IGNORE_PROP} = 1; to map it set "
+                f"{MAPPING_PROP} to JSON like {{\"neck\": \"Neck\", \"r_shoulder\": \"Shoulder.R\", ...}}") from None
+        out.append((obj, rig))
+    return out
+
+
+def joints_in_blender(obj, rig, depsgraph) -> np.ndarray:
+    """[18, 3] world positions of the rig's keypoints (NaN where unmapped)."""
+    ev = obj.evaluated_get(depsgraph)
+    world = np.array(ev.matrix_world, dtype=np.float64)
+    pts = np.full((len(rig.joints), 3), np.nan)
+    for i, ref in enumerate(rig.joints):
+        if ref is None:
+            continue
+        pb = ev.pose.bones[ref.bone]
+        local = pb.head if ref.end == "head" else pb.tail
+        pts[i] = world[:3, :3] @ np.array(local) + world[:3, 3]
+    return pts
+
+
+def render_passes_in_blender(scene, view_layer_name: str, cam_obj, frames: list[int], width: int, height: int,
+                             scratch: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Depth and forward motion per frame from a minimal Cycles render (1
+    sample, pixel-centre filter, no denoising, no motion blur) of a
+    temporary linked copy of ``scene``: the user's render settings are never
+    touched and the copy is removed afterwards."""
+    images_before = set(bpy.data.images.keys())
+    copy = scene.copy()
+    try:
+        copy.name = f"{scene.name} (greenlight passes)"
+        copy.camera = cam_obj
+        r = copy.render
+        r.engine = "CYCLES"
+        r.resolution_x, r.resolution_y, r.resolution_percentage = width, height, 100
+        r.pixel_aspect_x = r.pixel_aspect_y = 1.0
+        r.use_border = False
+        r.use_motion_blur = False        # the vector pass is all zeros with motion blur on
+        r.use_compositing = False
+        r.use_sequencer = False
+        r.use_persistent_data = False    # persistent data zeroes the vector pass (checked, bpy 5.0.1)
+        r.use_multiview = False
+        c = copy.cycles
+        c.samples = 1
+        c.use_adaptive_sampling = False
+        c.use_denoising = False          # denoising adds a "Noisy Image" part and time
+        c.max_bounces = 0
+        c.filter_width = 0.01            # sample pixel centres: passes are not blurred by the filter
+        c.use_animated_seed = False
+        for vl in copy.view_layers:
+            vl.use = vl.name == view_layer_name
+        vl = copy.view_layers[view_layer_name]
+        for attr in dir(vl):
+            if attr.startswith("use_pass_") and attr not in ("use_pass_z", "use_pass_vector"):
+                try:
+                    setattr(vl, attr, False)
+                except (AttributeError, TypeError):
+                    pass
+        vl.use_pass_z = True
+        vl.use_pass_vector = True
+        settings = r.image_settings
+        settings.media_type = "MULTI_LAYER_IMAGE"    # 5.x: before file_format
+        settings.file_format = "OPEN_EXR_MULTILAYER"
+        settings.exr_codec = "NONE"                  # exr.read_exr reads raw scanlines
+        settings.color_depth = "32"
+        out = []
+        for f in frames:
+            # The copy shares the objects: the render reads their animated
+            # state as the user's scene last evaluated it, so step both
+            # (with the original left behind, every frame renders alike and
+            # the vector pass is zero; checked, bpy 5.0.1).
+            scene.frame_set(f)
+            copy.frame_set(f)
+            path = scratch / f"passes_{f:06d}.exr"
+            r.filepath = str(path)
+            bpy.ops.render.render(write_still=True, scene=copy.name, layer=view_layer_name)
+            ch = read_exr(path)
+            path.unlink()
+            prefix = f"{view_layer_name}."
+            try:
+                depth = convert.depth_from_pass(ch[prefix + "Depth.Z"])
+                motion = convert.motion_from_pass(ch[prefix + "Vector.Z"], ch[prefix + "Vector.W"])
+            except KeyError as exc:
+                raise errors.GreenlightError(f"the pass render wrote no {exc} channel (got {sorted(ch)})") from None
+            out.append((depth, motion))
+        return out
+    finally:
+        bpy.data.scenes.remove(copy)
+        # Rendering creates the "Render Result" image when there was none.
+        for name in set(bpy.data.images.keys()) - images_before:
+            img = bpy.data.images[name]
+            if img.type == "RENDER_RESULT":
+                bpy.data.images.remove(img)
+
+
+def shot_from_scene_in_blender(scene, settings: ExtractSettings, view_layer_name: str | None = None):
+    """Snapshot ``scene`` into a validated ``Shot`` (STYLE practice 3): all
+    checks run before anything renders; the scene's current frame is restored
+    and nothing else in the file changes."""
+    t0 = time.perf_counter()
+    cam_obj = camera_object_in_blender(scene, settings.camera)
+    start, end = convert.frame_range(scene.frame_start, scene.frame_end, settings.frame_start, settings.frame_end)
+    r = scene.render
+    width, height = convert.pass_resolution(r.resolution_x, r.resolution_y, r.resolution_percentage,
+                                            settings.resolution_scale, settings.width, settings.height)
+    tags = model.Tags(convert.tag(settings.project, "project"),
+                      convert.tag(settings.shot or scene.name, "shot"), settings.version)
+    characters = characters_in_blender(scene) if settings.pose else []
+    view_layer_name = view_layer_name or scene.view_layers[0].name
+    frames = list(range(start, end + 1))
+    original_frame, original_subframe = scene.frame_current, scene.frame_subframe
+    cameras, joints = [], []
+    try:
+        for f in frames:
+            scene.frame_set(f)
+            depsgraph = bpy.context.evaluated_depsgraph_get() if bpy.context.scene == scene \
+                else scene.view_layers[view_layer_name].depsgraph
+            cameras.append(camera_sample_in_blender(scene, cam_obj, depsgraph))
+            joints.append([joints_in_blender(obj, rig, depsgraph) for obj, rig in characters])
+        t_sample = time.perf_counter()
+        passes = [(None, None)] * len(frames)
+        if settings.depth or settings.motion or characters:
+            scratch = Path(settings.scratch_dir or tempfile.mkdtemp(prefix="greenlight-passes-"))
+            scratch.mkdir(parents=True, exist_ok=True)
+            try:
+                passes = render_passes_in_blender(scene, view_layer_name, cam_obj, frames, width, height, scratch)
+            finally:
+                if not settings.keep_scratch and not settings.scratch_dir:
+                    shutil.rmtree(scratch, ignore_errors=True)
+    finally:
+        scene.frame_set(original_frame, subframe=original_subframe)
+    t_render = time.perf_counter()
+    out = []
+    for i, (cam, (depth, motion)) in enumerate(zip(cameras, passes)):
+        poses = tuple(
+            pose.pose_from_joints(obj.name, cam, width, height, np.nan_to_num(pts), present=np.array(rig.present),
+                                  depth_m=depth)
+            for (obj, rig), pts in zip(characters, joints[i]))
+        out.append(model.Frame(index=i, camera=cam, depth_m=depth if settings.depth else None,
+                               motion_px=motion if settings.motion else None, poses=poses))
+    methods = {"camera": PASS_METHODS["camera"]}
+    if settings.depth:
+        methods["depth"] = PASS_METHODS["depth"]
+    if settings.motion:
+        methods["motion"] = PASS_METHODS["motion"]
+    if characters:
+        methods["pose"] = PASS_METHODS["pose"] + ":" + ",".join(sorted({rig.mapping for _, rig in characters}))
+    blend = bpy.data.filepath
+    shot = model.Shot(
+        tags=tags, fps=convert.fps(r.fps, r.fps_base), width=width, height=height, frames=tuple(out),
+        frame_start=start, depth_background="inf", pass_methods=methods,
+        source=f"blender {bpy.app.version_string}: {os.path.basename(blend) or 'unsaved'} / {scene.name} / {cam_obj.name}")
+    validation.validate_shot(shot)
+    log.info("extracted %s: %d frames %dx%d, sample %.2fs, passes %.2fs", tags.label, len(frames), width, height,
+             t_sample - t0, t_render - t_sample)
+    return shot
+
+
+# ------------------------------------------------------------------ settings
+def prefs_in_blender(context=None):
+    """The add-on preferences as a BridgeSettings (defaults when the add-on
+    is registered without being enabled, e.g. from a source checkout)."""
+    from .props import ADDON_ID, default_cache_dir
+    from .settings import BridgeSettings
+
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    p = addon.preferences if addon is not None else None
+    if p is None:
+        return BridgeSettings(address=os.environ.get("GREENLIGHT_ADDRESS", "127.0.0.1:50151"),
+                              token=os.environ.get("GREENLIGHT_TOKEN", ""), cache_dir=default_cache_dir())
+    return BridgeSettings(address=p.address, tls=p.use_tls, token=p.token,
+                          cache_dir=bpy.path.abspath(p.cache_dir) if p.cache_dir else default_cache_dir())
+
+
+def next_version_in_blender(scene, shot: str) -> int:
+    versions = [j.version for j in scene.greenlight.jobs if j.shot == shot]
+    return max(versions, default=0) + 1
+
+
+def settings_from_scene_in_blender(scene):
+    """The panel's properties as (ExtractSettings, JobSettings)."""
+    from datetime import datetime, timedelta, timezone
+
+    from ._deps import request
+    from .settings import JobSettings
+
+    g = scene.greenlight
+    shot = convert.tag(g.shot or scene.name, "shot")
+    extract = ExtractSettings(
+        frame_start=None if g.use_scene_range else g.frame_start,
+        frame_end=None if g.use_scene_range else g.frame_end,
+        resolution_scale=g.resolution_scale, project=g.project, shot=shot,
+        version=next_version_in_blender(scene, shot))
+    controls = tuple(request.ControlSettings(kind=k, enabled=s > 0, strength=s)
+                     for k, s in (("depth", g.depth_strength), ("pose", g.pose_strength)))
+    generation = request.GenerationSettings(backend=g.backend, prompt=g.prompt, negative_prompt=g.negative_prompt,
+                                            seed=g.seed, steps=g.steps, controls=controls)
+    if g.priority == "BATCH":
+        scheduling = request.SchedulingSettings(
+            job_class="batch", deadline=datetime.now(timezone.utc) + timedelta(hours=g.deadline_hours))
+    else:
+        scheduling = request.SchedulingSettings()
+    request.validate_generation(generation)
+    return extract, JobSettings(generation=generation, scheduling=scheduling)
+
+
+# ------------------------------------------------------------------ jobs and strips
+def add_job_record_in_blender(scene, meta: dict):
+    rec = scene.greenlight.jobs.add()
+    for key, value in meta.items():
+        setattr(rec, key, value)
+    rec.name = meta["job_id"]
+    scene.greenlight.active_job = len(scene.greenlight.jobs) - 1
+    return rec
+
+
+def job_record_in_blender(scene, job_id: str):
+    return next((j for j in scene.greenlight.jobs if j.job_id == job_id), None)
+
+
+def _channel_for_in_blender(se, label: str) -> int:
+    for i, ch in enumerate(se.channels):
+        if i > 0 and ch.name == label:
+            return i
+    used = {s.channel for s in se.strips_all}
+    for i in range(1, len(se.channels)):
+        if i not in used and se.channels[i].name.startswith("Channel"):
+            se.channels[i].name = label
+            return i
+    raise errors.GreenlightError("the Video Sequencer has no free channel for a new version")
+
+
+def place_frames_in_blender(scene, rec):
+    """Create or extend the image strip of job ``rec`` with the frames in its
+    folder (contiguous from frame 0); returns the strip or None."""
+    from ._deps import client_module
+
+    frame_name = client_module().frame_name
+    folder = Path(rec.folder)
+    se = scene.sequence_editor or scene.sequence_editor_create()
+    strip = se.strips_all.get(rec.label)
+    have = len(strip.elements) if strip is not None else 0
+    names = []
+    i = have
+    while (folder / frame_name(i)).exists():
+        names.append(frame_name(i))
+        i += 1
+    if strip is None:
+        if not names:
+            return None
+        channel = _channel_for_in_blender(se, rec.label)
+        strip = se.strips.new_image(name=rec.label, filepath=str(folder / names[0]), channel=channel,
+                                    frame_start=rec.frame_start, fit_method="FIT")
+        strip.directory = str(folder) + os.sep
+        names = names[1:]
+    for name in names:
+        strip.elements.append(name)
+    if names:
+        strip.frame_final_duration = len(strip.elements)
+    set_strip_properties_in_blender(strip, rec)
+    return strip
+
+
+def set_strip_properties_in_blender(strip, rec) -> None:
+    strip["greenlight_job_id"] = rec.job_id
+    strip["greenlight_backend"] = rec.backend
+    strip["greenlight_seed"] = rec.seed
+    strip["greenlight_energy_wh"] = rec.energy_wh
+    strip["greenlight_co2e_g"] = rec.co2e_g
+    strip["greenlight_sci"] = rec.sci
+    strip["greenlight_sci_unit"] = rec.sci_unit
+    strip["greenlight_energy_measured"] = rec.measured
+
+
+def apply_update_in_blender(scene, meta: dict, update) -> None:
+    """Apply one worker Update to ``scene`` (main thread)."""
+    rec = job_record_in_blender(scene, update.job_id) if update.job_id else None
+    if update.kind == "accepted":
+        if rec is None:
+            rec = add_job_record_in_blender(scene, dict(meta, job_id=update.job_id,
+                                                        backend=update.info.get("backend", meta.get("backend", ""))))
+        rec.state = update.info.get("state", "queued")
+        rec.message = update.info.get("scheduling_reason", "")
+        return
+    if rec is None:
+        return  # an error before the bridge accepted: nothing in the file changes
+    if update.kind == "frame":
+        rec.frames_done = max(rec.frames_done, update.index + 1)
+        rec.energy_wh += update.energy_wh
+        rec.co2e_g += update.co2e_g
+        rec.state = "running"
+        place_frames_in_blender(scene, rec)
+    elif update.kind == "progress":
+        if update.frame_count:
+            rec.frame_count = update.frame_count
+        if update.message in ("queued", "scheduled", "running"):
+            rec.state = update.message
+    elif update.kind == "completed":
+        report = update.report or {}
+        energy = report.get("energy", {})
+        rec.state = "completed"
+        rec.energy_wh = float(energy.get("energy_wh", rec.energy_wh))
+        rec.co2e_g = float(energy.get("co2e_g_location", rec.co2e_g))
+        rec.measured = bool(energy.get("measured", False))
+        rec.sci = float(report.get("sci") or 0.0)
+        rec.sci_unit = str(report.get("sci_unit") or "")
+        rec.message = f"{report.get('frames', rec.frames_done)} frames"
+        strip = place_frames_in_blender(scene, rec)
+        if strip is not None:
+            set_strip_properties_in_blender(strip, rec)
+    elif update.kind in ("failed", "cancelled"):
+        rec.state = update.kind
+        rec.message = update.message
+    elif update.kind == "error":
+        rec.state = "detached"
+        rec.message = update.message

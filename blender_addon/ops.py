@@ -1,0 +1,106 @@
+"""Operators: Generate, Cancel, Re-download. Each snapshots properties into
+typed settings, calls host/runtime, and reports only GreenlightError to the
+user (STYLE practice 12); anything else keeps its traceback."""
+
+from __future__ import annotations
+
+import logging
+
+import bpy
+
+from . import host, runtime
+from ._deps import errors
+
+log = logging.getLogger(__name__)
+
+
+class GREENLIGHT_OT_generate(bpy.types.Operator):
+    """Sample the shot (camera, depth, motion, pose) and send it to the Greenlight bridge"""
+
+    bl_idname = "greenlight.generate"
+    bl_label = "Generate Previz"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context):
+        scene = context.scene
+        try:
+            bridge = host.prefs_in_blender(context)
+            from .settings import check_online_access
+            check_online_access(bridge.address, bpy.app.online_access)
+            extract, job = host.settings_from_scene_in_blender(scene)
+            shot = host.shot_from_scene_in_blender(scene, extract, context.view_layer.name)
+            runtime.start_job(scene, shot, job, bridge)
+        except errors.GreenlightError as exc:
+            log.info("generate refused", exc_info=True)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Greenlight: sending {shot.tags.label} ({shot.frame_count} frames, "
+                              f"{shot.width}x{shot.height}) to {bridge.address}")
+        return {"FINISHED"}
+
+
+def _active_record(context):
+    g = context.scene.greenlight
+    if 0 <= g.active_job < len(g.jobs):
+        return g.jobs[g.active_job]
+    return None
+
+
+class GREENLIGHT_OT_cancel(bpy.types.Operator):
+    """Cancel the selected Greenlight job"""
+
+    bl_idname = "greenlight.cancel"
+    bl_label = "Cancel Job"
+
+    @classmethod
+    def poll(cls, context):
+        rec = _active_record(context)
+        return rec is not None and not rec.finished
+
+    def execute(self, context):
+        rec = _active_record(context)
+        worker = runtime.worker_for(rec.job_id)
+        if worker is not None:
+            worker.cancel()
+        else:
+            import threading
+
+            from .jobs import cancel_job
+            bridge = host.prefs_in_blender(context)
+            threading.Thread(target=cancel_job, args=(bridge, rec.job_id, runtime.UPDATES), daemon=True).start()
+        self.report({"INFO"}, f"Greenlight: cancelling job {rec.job_id}")
+        return {"FINISHED"}
+
+
+class GREENLIGHT_OT_redownload(bpy.types.Operator):
+    """Watch the selected job again and fetch any frames missing from its folder"""
+
+    bl_idname = "greenlight.redownload"
+    bl_label = "Re-download"
+
+    @classmethod
+    def poll(cls, context):
+        rec = _active_record(context)
+        return rec is not None and runtime.worker_for(rec.job_id) is None
+
+    def execute(self, context):
+        rec = _active_record(context)
+        try:
+            runtime.attach_job(context.scene, rec, host.prefs_in_blender(context))
+        except errors.GreenlightError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+CLASSES = (GREENLIGHT_OT_generate, GREENLIGHT_OT_cancel, GREENLIGHT_OT_redownload)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

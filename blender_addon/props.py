@@ -1,0 +1,117 @@
+"""Blender properties: add-on preferences, the per-scene panel settings and
+the per-scene job records (saved in the .blend, so jobs re-attach after a
+restart). Each option is declared once with name, description, default and
+limits (STYLE practice 14)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
+
+ADDON_ID = __package__
+MAX_SEED = 2**31 - 1   # Blender int properties are 32-bit
+
+
+def default_cache_dir() -> str:
+    try:  # Blender 4.2+ extensions get a per-user writable folder
+        return bpy.utils.extension_path_user(ADDON_ID, path="frames", create=True)
+    except (ValueError, AttributeError):  # not installed as an extension (source checkout, tests)
+        return str(Path(tempfile.gettempdir()) / "greenlight-frames")
+
+
+class GreenlightPreferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    address: StringProperty(name="Bridge address", default="127.0.0.1:50151",
+                            description="host:port of the Greenlight bridge (`greenlight serve`)")
+    use_tls: BoolProperty(name="TLS", default=False, description="Connect with TLS (system root certificates)")
+    token: StringProperty(name="Token", default="", subtype="PASSWORD",
+                          description="Bearer token for a bridge that requires one (sees only its project's jobs)")
+    cache_dir: StringProperty(name="Frame cache folder", default="", subtype="DIR_PATH",
+                              description="Where returned frames are written (project/shot/vNNN); "
+                                          "empty = the extension's user folder")
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.prop(self, "address")
+        col.prop(self, "use_tls")
+        col.prop(self, "token")
+        col.prop(self, "cache_dir")
+        if not bpy.app.online_access:
+            col.label(text="Online access is off: only a bridge on this machine can be used", icon="INFO")
+
+
+class GreenlightJob(bpy.types.PropertyGroup):
+    """One submitted job of this file (name = job id)."""
+
+    job_id: StringProperty(name="Job id")
+    address: StringProperty(name="Bridge address")
+    project: StringProperty(name="Project")
+    shot: StringProperty(name="Shot")
+    version: IntProperty(name="Version", min=1)
+    backend: StringProperty(name="Backend")
+    seed: IntProperty(name="Seed", min=0)
+    state: StringProperty(name="State", default="queued")
+    message: StringProperty(name="Message")
+    folder: StringProperty(name="Frames folder", subtype="DIR_PATH")
+    frame_start: IntProperty(name="First frame")
+    frame_count: IntProperty(name="Frames", min=0)
+    frames_done: IntProperty(name="Frames received", min=0)
+    energy_wh: FloatProperty(name="Energy (Wh)", precision=6)
+    co2e_g: FloatProperty(name="gCO2e (location-based)", precision=6)
+    sci: FloatProperty(name="SCI", precision=6)
+    sci_unit: StringProperty(name="SCI unit")
+    measured: BoolProperty(name="Measured", description="Energy measured by a meter (else estimated)")
+
+    @property
+    def label(self) -> str:
+        return f"{self.shot}/v{self.version:03d}"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("completed", "failed", "cancelled")
+
+
+class GreenlightSettings(bpy.types.PropertyGroup):
+    prompt: StringProperty(name="Prompt", default="", description="What the previz should look like")
+    negative_prompt: StringProperty(name="Negative prompt", default="")
+    backend: StringProperty(name="Backend", default="guides",
+                            description="Generation backend id on the bridge (guides = conditioning preview)")
+    seed: IntProperty(name="Seed", default=0, min=0, max=MAX_SEED)
+    steps: IntProperty(name="Steps", default=0, min=0, max=1000, description="Denoising steps; 0 = backend default")
+    depth_strength: FloatProperty(name="Depth strength", default=1.0, min=0.0, max=10.0)
+    pose_strength: FloatProperty(name="Pose strength", default=1.0, min=0.0, max=10.0)
+    use_scene_range: BoolProperty(name="Scene frame range", default=True)
+    frame_start: IntProperty(name="Start", default=1, min=0)
+    frame_end: IntProperty(name="End", default=48, min=0)
+    resolution_scale: FloatProperty(name="Resolution", default=0.25, min=0.05, max=1.0, subtype="FACTOR",
+                                    description="Fraction of the render resolution the passes and frames use")
+    priority: EnumProperty(name="Priority", default="INTERACTIVE", items=(
+        ("INTERACTIVE", "Interactive", "Run now on the nearest free device"),
+        ("BATCH", "Batch", "May wait for a greener window or site, finishing before the deadline")))
+    deadline_hours: FloatProperty(name="Deadline (hours)", default=8.0, min=0.1, max=24 * 14)
+    project: StringProperty(name="Project", default="previz")
+    shot: StringProperty(name="Shot", default="", description="Shot name; empty = the scene's name")
+    jobs: CollectionProperty(type=GreenlightJob)
+    active_job: IntProperty(name="Active job", default=0)
+
+
+CLASSES = (GreenlightPreferences, GreenlightJob, GreenlightSettings)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.greenlight = PointerProperty(type=GreenlightSettings)
+    bpy.types.WindowManager.greenlight_status = StringProperty(name="Greenlight status", default="")
+
+
+def unregister():
+    del bpy.types.WindowManager.greenlight_status
+    del bpy.types.Scene.greenlight
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
