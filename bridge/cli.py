@@ -201,12 +201,41 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_report(args) -> int:
+    if args.project:
+        return cmd_project_report(args)
+    if not args.job_id:
+        print("greenlight report: give a JOB id, or --project P for a project report", file=sys.stderr)
+        return 2
     with _client(args) as client:
         report = client.report(args.job_id)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
         print_summary(report, Path("."), None)
+    return 0
+
+
+def cmd_project_report(args) -> int:
+    from .energy.ledger import Ledger
+    from .energy.report import format_table, project_report, write_html
+
+    path = Path(args.data_dir) / Ledger.FILE_NAME
+    if not path.exists():
+        print(f"greenlight report: no ledger at {path} (run on the bridge host, or pass --data-dir)",
+              file=sys.stderr)
+        return 2
+    since = None
+    if args.since:
+        since = datetime.fromisoformat(args.since)
+        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    with Ledger(path) as ledger:
+        report = project_report(ledger, args.project, since)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(format_table(report))
+    if args.html:
+        print(f"html:        {write_html(report, args.html)}")
     return 0
 
 
@@ -421,9 +450,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", default="")
     sp.set_defaults(func=cmd_cancel)
 
-    sp = sub.add_parser("report", help="a finished job's energy report")
+    sp = sub.add_parser("report", help="a finished job's energy report, or a project's (--project)")
     client_opts(sp)
-    sp.add_argument("job_id")
+    sp.add_argument("job_id", nargs="?")
+    sp.add_argument("--project", help="project report from the bridge's energy ledger")
+    sp.add_argument("--since", help="ISO date/time (UTC if no zone): only jobs finished since")
+    sp.add_argument("--html", help="also write an HTML report with charts to this file")
+    sp.add_argument("--data-dir", default=os.environ.get("GREENLIGHT_DATA_DIR", "greenlight-data"),
+                    help="the bridge's data folder (holds ledger.sqlite)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_report)
 

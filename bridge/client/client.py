@@ -29,7 +29,7 @@ from .events import EventKind, JobEvent, JobInfo
 
 log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "127.0.0.1:50151"
-DEFAULT_CHUNK_BYTES = 1024 * 1024
+DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024   # well under the bridge's 4 MiB default limit
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
 
 

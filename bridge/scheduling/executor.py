@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backends.base import Backend
-from ..energy.accounting import Site, account
-from ..energy.meters import Meter, joules_to_wh
+from ..energy.accounting import Site, account, functional_unit, operational_g
+from ..energy.attribution import attribute, rule_for
+from ..energy.ledger import Ledger
+from ..energy.meters import Meter, Window, joules_to_wh
 from ..errors import GreenlightError
 from ..jobs.channels import ChannelRegistry, ProgressInfo
 from ..jobs.images import encode_png
@@ -38,7 +40,7 @@ class _Attempt:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
     start_joules: float = 0.0
-    last_joules: float = 0.0
+    frame_window: Window | None = None   # laps once per frame: consecutive windows tile the job window
     produced: int = 0
 
     @property
@@ -66,13 +68,17 @@ class _Attempt:
     def frame(self, index: int, rgb: np.ndarray, work: float = 1.0) -> None:
         if not 0 <= index < self.job.frame_count:
             raise GreenlightError(f"backend produced frame {index}, outside 0..{self.job.frame_count - 1}")
-        reading = self.executor.meter.read()
-        window_wh = joules_to_wh(reading.joules - self.last_joules)
-        self.last_joules = reading.joules
-        png = encode_png(rgb, {
+        window = self.frame_window.lap()     # one meter read; sub-100 ms NVML windows are power x time
+        window_wh = window.wh
+        co2e_location, co2e_market = operational_g(self.executor.site, window_wh)
+        meta = {
             "job_id": self.job_id, "frame": index, "energy_wh": f"{window_wh:.9g}",
-            "energy_method": "measured" if reading.measured else "estimated", "meter": reading.meter,
-        })
+            "energy_method": window.energy_method, "meter": window.meter, "energy_window": window.method,
+            "co2e_g_location": f"{co2e_location:.9g}",
+        }
+        if co2e_market is not None:
+            meta["co2e_g_market"] = f"{co2e_market:.9g}"
+        png = encode_png(rgb, meta)
         if self.executor.store.add_frame(self.job_id, index, png, window_wh, work):
             self.produced += 1
             self.executor.channels.notify(self.job_id)
@@ -80,13 +86,14 @@ class _Attempt:
 
 class LocalExecutor:
     def __init__(self, store: JobStore, channels: ChannelRegistry, backends: dict[str, Backend],
-                 meter: Meter, site: Site, devices: tuple[str, ...] = ("cpu",)):
+                 meter: Meter, site: Site, devices: tuple[str, ...] = ("cpu",), ledger: Ledger | None = None):
         self.store = store
         self.channels = channels
         self.backends = backends
         self.meter = meter
         self.site = site
         self.devices = devices
+        self.ledger = ledger
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._running: dict[str, _Attempt] = {}
         self._lock = threading.Lock()
@@ -146,7 +153,9 @@ class LocalExecutor:
             return
         done = frozenset(f.index for f in self.store.frames(job_id))
         attempt = _Attempt(job=job, executor=self, frames_done=done)
-        attempt.start_joules = attempt.last_joules = self.meter.read().joules
+        first = self.meter.read()
+        attempt.start_joules = first.joules
+        attempt.frame_window = Window(self.meter).open(first)
         with self._lock:
             self._running[job_id] = attempt
         self.channels.notify(job_id)
@@ -183,13 +192,22 @@ class LocalExecutor:
         job = self.store.get(job_id)
         report = self.build_report(job, state, wall_s)
         self.store.save_report(job_id, report)
+        if self.ledger is not None:
+            try:
+                self.ledger.record(report, job_class=job.scheduling.job_class,
+                                   shifted=bool(job.decision.get("shifted", False)),
+                                   run_now_co2e_g=job.decision.get("run_now_co2e_g"))
+            except Exception:  # the ledger is a record, never a reason to fail a job
+                log.exception("job %s: ledger write failed", job_id)
         self.store.transition(job_id, state, reason)
         self.channels.notify(job_id)
         self.channels.discard(job_id)
         log.info("job %s: %s %s", job_id, state.value, reason)
 
     def build_report(self, job: JobRecord, state: JobState, wall_s: float) -> dict:
-        """Final accounting; rescales per-frame shares so they sum to the job total."""
+        """Final accounting (docs/energy.md): frames share the job's energy in
+        proportion to the work the backend reported for each; shares sum to
+        the job total exactly."""
         from ..proto.greenlight.v1 import shot_pb2
 
         msg = shot_pb2.Shot()
@@ -197,19 +215,23 @@ class LocalExecutor:
         fps = (msg.fps.numerator, msg.fps.denominator)
         frames = self.store.frames(job.job_id)
         total_wh = job.energy_wh
-        weights = np.array([f.energy_wh for f in frames], dtype=np.float64)
+        works = [f.work for f in frames]
+        shares = attribute(total_wh, works)
         if frames:
-            if weights.sum() <= 0:  # meter too coarse to see per-frame work: split by declared work
-                weights = np.array([f.work for f in frames], dtype=np.float64)
-            shares = total_wh * weights / weights.sum() if weights.sum() > 0 else np.full(len(frames), total_wh / len(frames))
-            self.store.set_frame_energy(job.job_id, {f.index: float(s) for f, s in zip(frames, shares)})
-        else:
-            shares = np.zeros(0)
-        seconds = len(frames) * fps[1] / fps[0]
-        acc = account(self.site, total_wh, reserved_s=wall_s, functional_units=seconds,
-                      unit="gCO2e per second of animatic")
+            self.store.set_frame_energy(job.job_id, {f.index: s for f, s in zip(frames, shares)})
+        seconds, unit = functional_unit("second", len(frames), fps)
+        acc = account(self.site, total_wh, reserved_s=wall_s, functional_units=seconds, unit=unit)
         reading = self.meter.read()
-        intensity_per_wh = acc["co2e_g_location"] / total_wh if total_wh > 0 else 0.0
+        per_frame = []
+        for f, share in zip(frames, shares):
+            location, market = operational_g(self.site, share)
+            per_frame.append({"index": f.index, "work": f.work, "energy_wh": share,
+                              "co2e_g_location": location, "co2e_g_market": market})
+        sci_per = {}
+        for kind in ("frame", "shot_version"):
+            r, u = functional_unit(kind, len(frames), fps)
+            sci_per[kind] = {"sci": (acc["co2e_g_location"] + acc["embodied_co2e_g"]) / r if r and frames else None,
+                             "sci_unit": u, "functional_units": r}
         return {
             "job_id": job.job_id,
             "tags": {"project": job.project, "shot": job.shot, "version": job.version},
@@ -222,7 +244,7 @@ class LocalExecutor:
             "energy": {"energy_wh": total_wh, "measured": reading.measured, "meter": reading.meter,
                        "co2e_g_location": acc["co2e_g_location"], "co2e_g_market": acc["co2e_g_market"]},
             **{k: v for k, v in acc.items() if k not in ("co2e_g_location", "co2e_g_market")},
-            "per_frame": [{"index": f.index, "energy_wh": float(s), "co2e_g_location": float(s) * intensity_per_wh}
-                          for f, s in zip(frames, shares)],
-            "attribution": "job energy split over frames in proportion to the energy measured while each was produced",
+            "sci_alternatives": sci_per,
+            "per_frame": per_frame,
+            "attribution": rule_for(works) if frames else "no frames produced: the energy stays at job level",
         }

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ..backends import default_backends
 from ..backends.base import Backend
+from ..energy.ledger import Ledger
 from ..energy.meters import CpuTimeEstimateMeter, Meter
 from ..errors import InvalidArgumentError
 from ..jobs.channels import ChannelRegistry
@@ -46,6 +47,8 @@ class RunningBridge:
         self.server.stop(grace).wait()
         self.manager.executor.stop()
         self.manager.store.close()
+        if self.manager.executor.ledger is not None:
+            self.manager.executor.ledger.close()
 
     def wait(self) -> None:
         self.server.wait_for_termination()
@@ -62,7 +65,8 @@ def create_server(config: BridgeConfig, backends: dict[str, Backend] | None = No
         meter = CpuTimeEstimateMeter(config.watts_per_busy_cpu) if config.watts_per_busy_cpu else CpuTimeEstimateMeter()
     store = JobStore(config.data_dir)
     channels = ChannelRegistry()
-    executor = LocalExecutor(store, channels, backends, meter, config.site)
+    executor = LocalExecutor(store, channels, backends, meter, config.site,
+                             ledger=Ledger.for_data_dir(config.data_dir))
     manager = JobManager(config, store, channels, backends, executor)
 
     server = grpc.server(

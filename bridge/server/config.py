@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ..energy.accounting import Site
+from ..energy.sites import site_from_config
 from ..errors import InvalidArgumentError
 from ..shot.validation import ShotLimits
 
@@ -54,7 +55,9 @@ def load_config(path: str | Path | None, **overrides) -> BridgeConfig:
     """Build a config from a TOML file (optional) and keyword overrides.
 
     TOML layout: top-level keys of BridgeConfig, tables ``[limits]``,
-    ``[site]`` and ``[tokens]`` (token = "project").
+    ``[site]`` and ``[tokens]`` (token = "project"). ``[site]`` may say
+    ``use = "aws-eu-central-1"`` (a shipped site, or one from the optional
+    top-level ``sites_file``) and override its fields; see docs/energy.md.
     """
     data: dict = {}
     if path is not None:
@@ -63,7 +66,7 @@ def load_config(path: str | Path | None, **overrides) -> BridgeConfig:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InvalidArgumentError(f"config {path}: {exc}") from exc
     limits = _build(Limits, data.pop("limits", {}), "limits")
-    site = _build(Site, data.pop("site", {}), "site")
+    site = site_from_config(data.pop("site", {}), data.pop("sites_file", None))
     tokens = {str(k): str(v) for k, v in data.pop("tokens", {}).items()}
     known = {f.name for f in fields(BridgeConfig)}
     unknown = set(data) - known
