@@ -33,25 +33,11 @@ FRAMES, SIZE, STEPS, REPEATS = 16, 128, 8, 3
 def direct_runner(profile_path: Path, shot):
     import numpy as np
     import torch
-    from diffusers import (AnimateDiffControlNetPipeline, AutoencoderKL, ControlNetModel, DDIMScheduler,
-                           MotionAdapter, UNet2DConditionModel)
-    from diffusers.models.controlnets import MultiControlNetModel
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     from bridge.backends.conditioning_video import control_videos
+    from bridge.backends.tiny import direct_animatediff_pipeline
 
-    root = profile_path.parent
-    pipe = AnimateDiffControlNetPipeline(
-        vae=AutoencoderKL.from_pretrained(root / "base", subfolder="vae"),
-        text_encoder=CLIPTextModel.from_pretrained(root / "base", subfolder="text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(root / "base", subfolder="tokenizer"),
-        unet=UNet2DConditionModel.from_pretrained(root / "base", subfolder="unet"),
-        motion_adapter=MotionAdapter.from_pretrained(root / "motion_adapter"),
-        controlnet=MultiControlNetModel([ControlNetModel.from_pretrained(root / "controlnet_depth"),
-                                         ControlNetModel.from_pretrained(root / "controlnet_pose")]),
-        scheduler=DDIMScheduler.from_pretrained(root / "base", subfolder="scheduler"),
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = direct_animatediff_pipeline(profile_path)
 
     def run():
         with torch.inference_mode():

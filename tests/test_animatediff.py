@@ -93,23 +93,10 @@ def test_streams_frames_in_order_with_progress_and_previews(tiny_profile, shot8)
 
 def test_bridge_frames_equal_a_direct_diffusers_call(tiny_profile, shot8):
     import torch
-    from diffusers import (AnimateDiffControlNetPipeline, AutoencoderKL, ControlNetModel, DDIMScheduler,
-                           MotionAdapter, UNet2DConditionModel)
-    from diffusers.models.controlnets import MultiControlNetModel
-    from transformers import CLIPTextModel, CLIPTokenizer
 
-    root = tiny_profile.parent
-    pipe = AnimateDiffControlNetPipeline(
-        vae=AutoencoderKL.from_pretrained(root / "base", subfolder="vae"),
-        text_encoder=CLIPTextModel.from_pretrained(root / "base", subfolder="text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(root / "base", subfolder="tokenizer"),
-        unet=UNet2DConditionModel.from_pretrained(root / "base", subfolder="unet"),
-        motion_adapter=MotionAdapter.from_pretrained(root / "motion_adapter"),
-        controlnet=MultiControlNetModel([ControlNetModel.from_pretrained(root / "controlnet_depth"),
-                                         ControlNetModel.from_pretrained(root / "controlnet_pose")]),
-        scheduler=DDIMScheduler.from_pretrained(root / "base", subfolder="scheduler"),
-    )
-    pipe.set_progress_bar_config(disable=True)
+    from bridge.backends.tiny import direct_animatediff_pipeline
+
+    pipe = direct_animatediff_pipeline(tiny_profile)
     direct = pipe(prompt="a red robot", num_frames=8, height=64, width=64, num_inference_steps=4,
                   guidance_scale=7.5, conditioning_frames=control_videos(shot8, ["depth", "pose"]),
                   generator=torch.Generator("cpu").manual_seed(7), output_type="np").frames[0]

@@ -20,25 +20,16 @@ import numpy as np
 from ..errors import BackendError, InvalidArgumentError
 from ..shot.model import Shot
 from ..shot.request import ControlSettings, GenerationSettings
-from .base import Backend, BackendInfo, JobContext
+from .base import JobContext
 from .devices import MemorySettings, default_memory_settings, is_out_of_memory, pick_device
-from .loading import ComponentCache, require_components
+from .diffusion import DiffusionBackend
+from .loading import require_components
 from .profiles import ModelProfile, load_profile
 
 log = logging.getLogger(__name__)
 DEFAULT_PROFILE = "animatediff-sd15"
 CONTROL_COMPONENT = {"depth": "controlnet_depth", "pose": "controlnet_pose"}
 BASE_COMPONENTS = {"tokenizer", "text_encoder", "unet", "vae", "scheduler", "motion_adapter"}
-
-
-def _torch_available() -> tuple[bool, str]:
-    """Checked without importing (torch takes seconds to import)."""
-    import importlib.util
-
-    for name in ("torch", "diffusers", "transformers"):
-        if importlib.util.find_spec(name) is None:
-            return False, f"{name} is not installed: pip install 'greenlight[diffusion]'"
-    return True, ""
 
 
 @dataclass(frozen=True)
@@ -57,28 +48,12 @@ class _Plan:
     scheduler: str
 
 
-class AnimateDiffBackend(Backend):
+class AnimateDiffBackend(DiffusionBackend):
     id = "animatediff"
-
-    def __init__(self, profile: str = DEFAULT_PROFILE, device: str | None = None,
-                 cache: ComponentCache | None = None, max_frames: int = 480, max_size: int = 1024):
-        self.default_profile = profile
-        self.device_override = device
-        self.cache = cache or ComponentCache()
-        self._max_frames = max_frames
-        self._max_size = max_size
-        self._devices: tuple[str, ...] | None = None
-
-    def info(self) -> BackendInfo:
-        ok, why = _torch_available()
-        if ok and self._devices is None:
-            self._devices = (pick_device(self.device_override).device,)
-        devices = self._devices or ()
-        return BackendInfo(
-            id=self.id,
-            description="AnimateDiff + ControlNet (depth, OpenPose) video diffusion from engine passes",
-            conditions=("depth", "pose"), max_frames=self._max_frames, max_width=self._max_size,
-            max_height=self._max_size, devices=devices, available=ok, unavailable_reason=why)
+    description = "AnimateDiff + ControlNet (depth, OpenPose) video diffusion from engine passes"
+    default_profile = DEFAULT_PROFILE
+    default_max_frames = 480      # FreeNoise windows make long shots possible
+    default_max_size = 1024
 
     # ------------------------------------------------------------ checks
     def plan(self, shot: Shot, settings: GenerationSettings) -> _Plan:

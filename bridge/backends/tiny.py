@@ -121,3 +121,27 @@ def build_tiny_wan_vace(root: str | Path, seed: int = 0) -> Path:
         'name = "tiny-wan"\nfamily = "wan-vace"\n\n[components]\nbase = "./base"\n\n'
         '[defaults]\nsteps = 3\nguidance_scale = 5.0\npreview_every_n_steps = 2\n')
     return profile
+
+
+def direct_animatediff_pipeline(profile_path: str | Path):
+    """The tiny model as a plain diffusers AnimateDiffControlNetPipeline,
+    loaded straight from its folders without Greenlight's loader: the
+    reference that tests and benchmarks compare the bridge against."""
+    from diffusers import (AnimateDiffControlNetPipeline, AutoencoderKL, ControlNetModel, DDIMScheduler,
+                           MotionAdapter, UNet2DConditionModel)
+    from diffusers.models.controlnets import MultiControlNetModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    root = Path(profile_path).parent
+    pipe = AnimateDiffControlNetPipeline(
+        vae=AutoencoderKL.from_pretrained(root / "base", subfolder="vae"),
+        text_encoder=CLIPTextModel.from_pretrained(root / "base", subfolder="text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(root / "base", subfolder="tokenizer"),
+        unet=UNet2DConditionModel.from_pretrained(root / "base", subfolder="unet"),
+        motion_adapter=MotionAdapter.from_pretrained(root / "motion_adapter"),
+        controlnet=MultiControlNetModel([ControlNetModel.from_pretrained(root / "controlnet_depth"),
+                                         ControlNetModel.from_pretrained(root / "controlnet_pose")]),
+        scheduler=DDIMScheduler.from_pretrained(root / "base", subfolder="scheduler"),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

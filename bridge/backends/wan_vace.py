@@ -27,10 +27,10 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..shot.model import Shot
 from ..shot.request import ControlSettings, GenerationSettings
-from .animatediff import _torch_available
-from .base import Backend, BackendInfo, JobContext
+from .base import JobContext
 from .devices import pick_device
-from .loading import ComponentCache, require_components
+from .diffusion import DiffusionBackend
+from .loading import require_components
 from .profiles import ModelProfile, load_profile
 
 log = logging.getLogger(__name__)
@@ -50,26 +50,12 @@ class _Plan:
     preview_every: int
 
 
-class WanVaceBackend(Backend):
+class WanVaceBackend(DiffusionBackend):
     id = "wan-vace"
-
-    def __init__(self, profile: str = DEFAULT_PROFILE, device: str | None = None,
-                 cache: ComponentCache | None = None, max_frames: int = 161, max_size: int = 1280):
-        self.default_profile = profile
-        self.device_override = device
-        self.cache = cache or ComponentCache()
-        self._max_frames = max_frames
-        self._max_size = max_size
-        self._devices: tuple[str, ...] | None = None
-
-    def info(self) -> BackendInfo:
-        ok, why = _torch_available()
-        if ok and self._devices is None:
-            self._devices = (pick_device(self.device_override).device,)
-        return BackendInfo(
-            id=self.id, description="Wan2.1-VACE video diffusion with one control video (depth or pose)",
-            conditions=("depth", "pose"), max_frames=self._max_frames, max_width=self._max_size,
-            max_height=self._max_size, devices=self._devices or (), available=ok, unavailable_reason=why)
+    description = "Wan2.1-VACE video diffusion with one control video (depth or pose)"
+    default_profile = DEFAULT_PROFILE
+    default_max_frames = 161
+    default_max_size = 1280
 
     def plan(self, shot: Shot, settings: GenerationSettings) -> _Plan:
         profile = load_profile(settings.model_profile or self.default_profile)
