@@ -91,10 +91,36 @@ def _scheduling(args):
     return SchedulingSettings(job_class="batch", deadline=deadline.astimezone(timezone.utc))
 
 
-def cmd_submit(args) -> int:
+USD_SUFFIXES = (".usd", ".usda", ".usdc", ".usdz")
+
+
+def _parse_resolution(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise GreenlightError(f"--resolution expects WIDTHxHEIGHT, e.g. 512x288; got {text!r}")
+    return int(width), int(height)
+
+
+def load_submit_shot(args):
+    """A .glshot, or a USD camera (camera only: depth, motion and pose absent)."""
+    if Path(args.shot).suffix.lower() in USD_SUFFIXES:
+        from .shot.usd_io import shot_from_usd
+
+        shot = shot_from_usd(args.shot, resolution=_parse_resolution(args.resolution), camera_path=args.usd_camera)
+        print(f"{args.shot}: USD camera, {shot.frame_count} frames from {shot.frame_start}; no depth, motion "
+              "or pose passes: backends that need them refuse the job", file=sys.stderr)
+        return shot
+    if args.resolution or args.usd_camera:
+        raise GreenlightError("--resolution and --usd-camera apply to a USD camera (.usd/.usda/.usdc/.usdz) only")
     from .shot.files import load_shot
 
-    shot = load_shot(args.shot)
+    return load_shot(args.shot)
+
+
+def cmd_submit(args) -> int:
+    shot = load_submit_shot(args)
     if args.project or args.shot_name or args.version:
         shot = shot.with_tags(**{k: v for k, v in (("project", args.project), ("shot", args.shot_name),
                                                     ("version", args.version)) if v})
@@ -106,7 +132,34 @@ def cmd_submit(args) -> int:
         if not args.watch:
             return 0
         out = Path(args.out) / job.project / job.shot / f"v{job.version:03d}"
-        return watch_to_folder(client, job.job_id, out, shot.fps.fraction)
+        code = watch_to_folder(client, job.job_id, out, shot.fps.fraction)
+        if code == 0 and args.otio:
+            from .client.otio_export import write_shot_otio
+
+            otio_path = write_shot_otio(out.parent, generations={job.version: _generation(args).to_dict()})
+            print(f"timeline:    {otio_path}")
+        return code
+
+
+def cmd_otio(args) -> int:
+    from .client.otio_export import write_otio, write_shot_otio
+
+    folder = Path(args.folder)
+    if (folder / "report.json").is_file():  # one version folder
+        path = write_otio([folder], args.out or folder / f"{folder.parent.name}_{folder.name}.otio")
+    else:                                   # out/<project>/<shot>/ with vNNN folders
+        path = write_shot_otio(folder, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_shot_usd(args) -> int:
+    from .shot.files import load_shot
+    from .shot.usd_io import export_camera_usd
+
+    shot = load_shot(args.file)
+    print(f"wrote {export_camera_usd(shot, args.out)} ({shot.frame_count} frames, camera only)")
+    return 0
 
 
 def watch_to_folder(client, job_id: str, out: Path, fps: Fraction, quiet: bool = False) -> int:
@@ -418,10 +471,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="require tokens; this one may see PROJECT ('*' = all); repeatable")
     sp.set_defaults(func=cmd_serve)
 
-    sp = sub.add_parser("submit", help="submit a .glshot file")
+    sp = sub.add_parser("submit", help="submit a .glshot file or a USD camera (.usd/.usda/.usdc/.usdz)")
     client_opts(sp)
     sp.add_argument("shot")
     sp.add_argument("--watch", action="store_true", help="stream frames, then write the MP4 and report")
+    sp.add_argument("--otio", action="store_true",
+                    help="with --watch: also write <out>/<project>/<shot>/<shot>.otio over every version")
+    sp.add_argument("--resolution", metavar="WxH",
+                    help="USD camera: image size (default: the one recorded by Greenlight's USD export)")
+    sp.add_argument("--usd-camera", metavar="PRIM", help="USD camera: prim path when the stage has several")
     sp.add_argument("--out", default="out")
     sp.add_argument("--backend", default="guides")
     sp.add_argument("--prompt", default="")
@@ -472,6 +530,15 @@ def build_parser() -> argparse.ArgumentParser:
     ssp = shot_sub.add_parser("inspect", help="validate and summarise a shot file")
     ssp.add_argument("file")
     ssp.set_defaults(func=cmd_shot_inspect)
+    ssp = shot_sub.add_parser("usd", help="write a shot file's camera as USD (Z-up, cm, mm lens)")
+    ssp.add_argument("file")
+    ssp.add_argument("out", help=".usda (text) or .usdc/.usd (binary)")
+    ssp.set_defaults(func=cmd_shot_usd)
+
+    sp = sub.add_parser("otio", help="OpenTimelineIO timeline of a shot's versions, for editorial")
+    sp.add_argument("folder", help="out/<project>/<shot>/ (every vNNN) or one vNNN folder")
+    sp.add_argument("--out", help="timeline file (default: <folder>/<shot>.otio)")
+    sp.set_defaults(func=cmd_otio)
 
     sp = sub.add_parser("render", help="extract a .blend's shot with Blender, submit, write frames + MP4 + report")
     client_opts(sp)

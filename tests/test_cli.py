@@ -56,3 +56,22 @@ def test_cli_errors_have_exit_codes(start_bridge, tmp_path, capsys):
     assert main(["report", "missing", "--address", bridge.address]) == 2
     assert main(["jobs", "--project", "x", "--address", "127.0.0.1:1"]) == 3
     assert "cannot reach the Greenlight bridge" in capsys.readouterr().err
+
+
+def test_cli_usd_camera_submit_writes_an_otio_timeline(start_bridge, tmp_path, capsys):
+    import opentimelineio as otio
+
+    bridge = start_bridge()
+    shot_file = tmp_path / "s.glshot"
+    assert main(["shot", "sample", str(shot_file), "--frames", "4", "--width", "64", "--height", "36"]) == 0
+    assert main(["shot", "usd", str(shot_file), str(tmp_path / "cam.usda")]) == 0
+    code = main(["submit", str(tmp_path / "cam.usda"), "--watch", "--otio", "--out", str(tmp_path / "o"),
+                 "--address", bridge.address])
+    assert code == 0, capsys.readouterr().err
+    timelines = list((tmp_path / "o").rglob("*.otio"))
+    assert len(timelines) == 1
+    timeline = otio.adapters.read_from_file(str(timelines[0]))
+    assert len(timeline.tracks) == 1
+    clip = timeline.tracks[0][0]
+    assert clip.duration().value == 4
+    assert clip.metadata["greenlight"]["backend"] == "guides"

@@ -236,6 +236,7 @@ class LocalExecutor:
             "job_id": job.job_id,
             "tags": {"project": job.project, "shot": job.shot, "version": job.version},
             "backend": job.backend,
+            "generation": job.generation.to_dict(),
             "state": state.value,
             "frames": len(frames),
             "fps": list(fps),
