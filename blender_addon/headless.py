@@ -37,7 +37,7 @@ def render_and_submit(blend_path: str | None, camera: str | None = None, frame_r
 
     from . import host
     from ._deps import errors, request
-    from .jobs import JobWorker
+    from .jobs import new_worker
     from .settings import BridgeSettings, ExtractSettings, JobSettings
 
     if blend_path:
@@ -66,7 +66,7 @@ def render_and_submit(blend_path: str | None, camera: str | None = None, frame_r
     shot_obj = host.shot_from_scene_in_blender(sc, extract)
     folder = bridge.frames_folder(shot_obj.tags.project, shot_obj.tags.shot, shot_obj.tags.version)
     updates: queue.Queue = queue.Queue()
-    worker = JobWorker(bridge, folder, updates, shot=shot_obj, job=job)
+    worker = new_worker(bridge, folder, updates, shot=shot_obj, job=job)
     meta = {"address": address, "project": shot_obj.tags.project, "shot": shot_obj.tags.shot,
             "version": shot_obj.tags.version, "backend": job.generation.backend, "seed": job.generation.seed,
             "folder": str(folder), "frame_start": shot_obj.frame_start, "frame_count": shot_obj.frame_count}

@@ -12,13 +12,13 @@ from pathlib import Path
 import bpy
 
 from . import host
-from .jobs import JobWorker
+from .jobs import new_worker
 from .settings import check_online_access
 
 log = logging.getLogger(__name__)
 
 UPDATES: "queue.Queue" = queue.Queue()
-WORKERS: dict[str, JobWorker] = {}      # key -> worker
+WORKERS: dict = {}      # key -> bridge.client.worker.JobWorker
 META: dict[str, dict] = {}              # key -> job record fields known at submit, plus "scene"
 INTERVAL_S = 0.2
 UNFINISHED = ("queued", "scheduled", "running", "detached")
@@ -39,8 +39,9 @@ def drain() -> float | None:
             break
         meta = META.get(update.key, {})
         scene = bpy.data.scenes.get(meta.get("scene", ""))
-        if update.kind == "error":
-            log.error("job %s: %s", update.job_id or update.key, update.message)
+        if update.kind in ("error", "warning"):
+            log.log(logging.ERROR if update.kind == "error" else logging.WARNING, "job %s: %s",
+                    update.job_id or update.key, update.message)
             set_status(f"Greenlight: {update.message}")
         elif update.kind == "accepted":
             set_status(f"Greenlight: {meta.get('shot')}/v{meta.get('version', 0):03d} accepted as job {update.job_id}")
@@ -71,12 +72,12 @@ def ensure_timer() -> None:
         bpy.app.timers.register(drain, first_interval=INTERVAL_S, persistent=True)
 
 
-def start_job(scene, shot, job, bridge) -> JobWorker:
+def start_job(scene, shot, job, bridge):
     """Submit an extracted shot on a worker thread."""
     check_online_access(bridge.address, bpy.app.online_access)
     tags = shot.tags
     folder = bridge.frames_folder(tags.project, tags.shot, tags.version)
-    worker = JobWorker(bridge, folder, UPDATES, shot=shot, job=job)
+    worker = new_worker(bridge, folder, UPDATES, shot=shot, job=job)
     META[worker.key] = {
         "scene": scene.name, "address": bridge.address, "project": tags.project, "shot": tags.shot,
         "version": tags.version, "backend": job.generation.backend, "seed": job.generation.seed,
@@ -88,10 +89,10 @@ def start_job(scene, shot, job, bridge) -> JobWorker:
     return worker
 
 
-def attach_job(scene, rec, bridge) -> JobWorker:
+def attach_job(scene, rec, bridge):
     """Watch (or re-download) job ``rec`` again; frames already in its folder are kept."""
     check_online_access(bridge.address, bpy.app.online_access)
-    worker = JobWorker(bridge, Path(rec.folder), UPDATES, job_id=rec.job_id)
+    worker = new_worker(bridge, Path(rec.folder), UPDATES, job_id=rec.job_id)
     META[worker.key] = {"scene": scene.name}
     WORKERS[worker.key] = worker
     worker.start()
@@ -99,7 +100,7 @@ def attach_job(scene, rec, bridge) -> JobWorker:
     return worker
 
 
-def worker_for(job_id: str) -> JobWorker | None:
+def worker_for(job_id: str):
     return next((w for w in WORKERS.values() if w.job_id == job_id and w.is_alive()), None)
 
 

@@ -22,7 +22,7 @@ from bridge.errors import GreenlightError
 from . import host, mrq_exr, skeleton
 from .settings import PrevizSettings, tag_safe
 from .shot_builder import SequenceSample, build_shot
-from .worker import GameThreadPump, JobWorker, Update
+from .worker import GameThreadPump, new_worker
 
 log = logging.getLogger(__name__)
 STAGES = ("idle", "reading", "rendering", "decoding", "generating", "importing",
@@ -57,7 +57,7 @@ class PrevizRun:
         self.pump = GameThreadPump(host.register_tick_in_unreal, host.unregister_tick_in_unreal)
         self.sample: SequenceSample | None = None
         self.shot = None
-        self.worker: JobWorker | None = None
+        self.worker = None   # bridge.client.worker.JobWorker
         self._executor = None
         self._progress = None
         self._shot_tag = ""
@@ -151,11 +151,11 @@ class PrevizRun:
         self._stage("generating", f"{self.shot.frame_count} frames to {s.bridge.address}")
         if self.interactive:
             self._progress = host.begin_progress_in_unreal(self.shot.frame_count, "Greenlight: generating previz")
-        self.worker = JobWorker(s.bridge, self.shot, self._frames_dir, self.pump, self._on_update,
-                                generation=s.generation, scheduling=s.scheduling)
+        self.worker = new_worker(s.bridge, self.shot, self._frames_dir, self.pump, self._on_update,
+                                 generation=s.generation, scheduling=s.scheduling)
         self.worker.start()
 
-    def _on_update(self, u: Update) -> None:
+    def _on_update(self, u) -> None:
         if self.done:
             return
         if u.job_id:
@@ -164,7 +164,7 @@ class PrevizRun:
             host.log_in_unreal(f"job {u.job_id} accepted ({u.info.get('backend')}, site {u.info.get('site')}, "
                                f"expected {u.info.get('expected_co2e_g', 0):.3g} gCO2e)")
         elif u.kind == "frame":
-            self.result.energy_wh, self.result.co2e_g = u.energy_wh, u.co2e_g
+            self.result.energy_wh, self.result.co2e_g = u.energy_wh_total, u.co2e_g_total
             if self._progress is not None and host.step_progress_in_unreal(
                     self._progress, 1, f"Frame {u.index + 1}/{self.shot.frame_count}"):
                 self.cancel()
@@ -175,9 +175,11 @@ class PrevizRun:
             self._finish("cancelled", u.message or "cancelled")
         elif u.kind in ("failed", "error"):
             self._finish("failed", u.message)
+        elif u.kind == "warning":
+            host.log_in_unreal(f"Greenlight: {u.message}")
 
     # ------------------------------------------------------------ 6
-    def _import(self, u: Update) -> None:
+    def _import(self, u) -> None:
         self._end_progress()
         self._stage("importing")
         meta = {

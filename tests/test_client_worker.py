@@ -1,0 +1,78 @@
+"""The job worker both add-ons use (bridge.client.worker), against a real
+bridge on loopback: updates arrive in order, totals add up, re-attach
+resumes, cancel reaches the bridge, an unreachable bridge is one error."""
+
+import queue
+
+import pytest
+
+from bridge.client import BridgeClient
+from bridge.client.worker import JobWorker
+from bridge.shot.request import GenerationSettings
+from tests.helpers.backends import PacedBackend
+
+
+def _drain(updates):
+    out = []
+    while not updates.empty():
+        out.append(updates.get_nowait())
+    return out
+
+
+def test_submit_and_stream_updates(start_bridge, small_shot, tmp_path):
+    bridge = start_bridge()
+    updates = queue.Queue()
+    worker = JobWorker(lambda: BridgeClient(bridge.address), tmp_path / "f", updates.put, shot=small_shot,
+                       key="req-42", origin="a test")
+    worker.start()
+    worker.join(30)
+    got = _drain(updates)
+    kinds = [u.kind for u in got]
+    assert kinds[0] == "accepted" and kinds[-1] == "completed"
+    frames = [u for u in got if u.kind == "frame"]
+    assert [u.index for u in frames] == list(range(6))
+    assert all(u.key == "req-42" and u.job_id == worker.job_id for u in got)
+    assert frames[-1].energy_wh_total == pytest.approx(sum(u.energy_wh for u in frames))
+    done = got[-1]
+    assert done.frame_count == 6 and done.energy_wh == pytest.approx(done.report["energy"]["energy_wh"])
+    assert len(list((tmp_path / "f").glob("frame_*.png"))) == 6
+    # the key is the idempotency key: the bridge has exactly this request id
+    with BridgeClient(bridge.address) as client:
+        assert client.job(worker.job_id).request_id == "req-42"
+
+    # re-attach to the finished job: frames on disk are kept, nothing is downloaded twice
+    again = queue.Queue()
+    attach = JobWorker(lambda: BridgeClient(bridge.address), tmp_path / "f", again.put, job_id=worker.job_id)
+    attach.start()
+    attach.join(30)
+    kinds = [u.kind for u in _drain(again)]
+    assert "frame" not in kinds and kinds[-1] == "completed"
+
+
+def test_cancel_reaches_the_bridge(start_bridge, small_shot, tmp_path):
+    bridge = start_bridge(backends={"paced": PacedBackend(frame_s=0.3)})
+    updates = queue.Queue()
+    worker = JobWorker(lambda: BridgeClient(bridge.address), tmp_path, updates.put, shot=small_shot,
+                       generation=GenerationSettings(backend="paced"))
+    worker.start()
+    first = updates.get(timeout=10)
+    assert first.kind == "accepted"
+    worker.cancel()
+    worker.join(30)
+    assert _drain(updates)[-1].kind == "cancelled"
+
+
+def test_unreachable_bridge_is_one_error_update(small_shot, tmp_path):
+    updates = queue.Queue()
+    worker = JobWorker(lambda: BridgeClient("127.0.0.1:1", timeout_s=2), tmp_path, updates.put, shot=small_shot)
+    worker.start()
+    worker.join(30)
+    got = _drain(updates)
+    assert [u.kind for u in got] == ["error"] and "cannot reach the Greenlight bridge" in got[0].message
+
+
+def test_needs_exactly_one_of_shot_or_job_id(small_shot, tmp_path):
+    with pytest.raises(ValueError, match="not both"):
+        JobWorker(lambda: None, tmp_path, print, shot=small_shot, job_id="x")
+    with pytest.raises(ValueError, match="not both"):
+        JobWorker(lambda: None, tmp_path, print)
