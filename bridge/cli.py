@@ -229,7 +229,8 @@ def print_summary(report: dict, out: Path, mp4: Path | None) -> None:
           f"by {e['meter']}; facility {report['facility_energy_wh'] * 1000:.4g} mWh at PUE {report['pue']:g}")
     print(f"carbon:      {e['co2e_g_location']:.4g} gCO2e location-based ({report['intensity_g_per_kwh']:g} g/kWh, "
           f"{report['intensity_source']}); market-based {market}")
-    print(f"SCI:         {sci}")
+    print(f"embodied:    {report['embodied_co2e_g']:.4g} gCO2e (device manufacture, share of its lifetime)")
+    print(f"SCI:         {sci} = (operational location-based + embodied) / {report['functional_units']:.4g}")
 
 
 # ---------------------------------------------------------------- jobs
