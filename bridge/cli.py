@@ -254,6 +254,73 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def cmd_run_now(args) -> int:
+    with _client(args) as client:
+        job = client.run_now(args.job_id)
+    print(f"job {job.job_id}: {job.state}: {job.scheduling_reason}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    """Dry run: price every window at this bridge's site before submitting."""
+    from datetime import timedelta
+
+    from .backends import default_backends
+    from .scheduling.scheduler import CarbonScheduler
+    from .server.config import build_signal, load_config
+    from .shot.files import load_shot
+
+    config = load_config(args.config, data_dir=Path(args.data_dir) if args.data_dir else None)
+    scheduling = _scheduling(args)
+    if scheduling.job_class != "batch":
+        raise GreenlightError("plan: --deadline is required (interactive jobs always run now)")
+    shot = load_submit_shot(args)
+    generation = _generation(args)
+    backends = default_backends(config.extra_backends)
+    if generation.backend not in backends:
+        raise GreenlightError(f"plan: unknown backend {generation.backend!r}; available: {sorted(backends)}")
+    work = backends[generation.backend].estimate_work(shot, generation)
+    duration = None
+    if args.duration:
+        try:
+            duration = timedelta(hours=float(args.duration.rstrip("h")))
+        except ValueError:
+            raise GreenlightError(f"--duration expects hours like 2h or 0.5, got {args.duration!r}") from None
+    with _HistoryStore(config.data_dir) as store:
+        scheduler = CarbonScheduler(store, lambda job_id: None, config.site, build_signal(config.carbon_signals))
+        decision = scheduler.plan_job(job_id="(dry run)", backend=generation.backend, work=work, job_class="batch",
+                                      deadline=scheduling.deadline, options=True, duration=duration,
+                                      energy_wh=args.energy_wh)
+    print(decision.options_table())
+    return 0
+
+
+class _HistoryStore:
+    """The bridge's store read-only for history (estimates), or an empty
+    one when this machine runs no bridge."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self._tmp = None
+
+    def __enter__(self):
+        import tempfile
+
+        from .jobs.store import JobStore
+
+        if (self.data_dir / "bridge.sqlite3").exists():
+            self.store = JobStore(self.data_dir)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="greenlight-plan-")
+            self.store = JobStore(self._tmp.name)
+        return self.store
+
+    def __exit__(self, *exc):
+        self.store.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
 def cmd_report(args) -> int:
     if args.project:
         return cmd_project_report(args)
@@ -508,6 +575,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("job_id")
     sp.add_argument("--reason", default="")
     sp.set_defaults(func=cmd_cancel)
+
+    sp = sub.add_parser("run-now", help="start a job that waits for a greener window now")
+    client_opts(sp)
+    sp.add_argument("job_id")
+    sp.set_defaults(func=cmd_run_now)
+
+    sp = sub.add_parser("plan", help="dry run: expected gCO2e per site and window before submitting a batch job")
+    sp.add_argument("shot", help=".glshot or USD camera")
+    sp.add_argument("--deadline", required=True, help="ISO time (local time unless it has an offset)")
+    sp.add_argument("--backend", default="guides")
+    sp.add_argument("--steps", type=int, default=0)
+    sp.add_argument("--duration", help="expected run time, e.g. 2h (default: from this bridge's history)")
+    sp.add_argument("--energy-wh", type=float, help="expected IT energy (default: from history)")
+    sp.add_argument("--config", help="the bridge's TOML config (site, carbon_signals)")
+    sp.add_argument("--data-dir", help="the bridge's data folder (run history for estimates)")
+    for name in ("prompt", "negative_prompt"):
+        sp.set_defaults(**{name: ""})
+    sp.set_defaults(seed=0, depth_strength=None, pose_strength=None, resolution=None, usd_camera=None,
+                    func=cmd_plan)
 
     sp = sub.add_parser("report", help="a finished job's energy report, or a project's (--project)")
     client_opts(sp)

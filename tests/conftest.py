@@ -26,11 +26,11 @@ def start_bridge(tmp_path):
 
     started = []
 
-    def start(backends=None, data_dir=None, **config):
+    def start(backends=None, data_dir=None, clock=None, **config):
         if backends is None:
             backends = default_backends()
         cfg = BridgeConfig(data_dir=data_dir or tmp_path / f"bridge{len(started)}", port=0, **config)
-        bridge = create_server(cfg, backends=backends)
+        bridge = create_server(cfg, backends=backends, clock=clock)
         started.append(bridge)
         return bridge
 

@@ -39,7 +39,8 @@ def test_reflection_lists_the_proto_services(start_bridge):
     assert listed == _proto_services() | {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
     # every rpc of the descriptor the server registered is one the .proto declares
     methods = {m.name for m in bridge_pb2.DESCRIPTOR.services_by_name["Bridge"].methods}
-    assert methods == {"SubmitShot", "WatchJob", "CancelJob", "GetJob", "ListJobs", "GetReport", "GetCapabilities"}
+    assert methods == {"SubmitShot", "WatchJob", "CancelJob", "RunJobNow", "GetJob", "ListJobs", "GetReport",
+                       "GetCapabilities"}
 
 
 def test_health_reports_serving(start_bridge):

@@ -118,6 +118,10 @@ class BridgeClient:
     def cancel(self, job_id: str, reason: str = "") -> JobInfo:
         return JobInfo.from_pb(self._call(self._stub.CancelJob, bridge_pb2.CancelJobRequest(job_id=job_id, reason=reason)))
 
+    def run_now(self, job_id: str) -> JobInfo:
+        """Start a job that waits for a greener window now."""
+        return JobInfo.from_pb(self._call(self._stub.RunJobNow, bridge_pb2.RunJobNowRequest(job_id=job_id)))
+
     def report(self, job_id: str) -> dict:
         return json.loads(self._call(self._stub.GetReport, bridge_pb2.GetReportRequest(job_id=job_id)).json)
 

@@ -253,6 +253,23 @@ class JobStore:
             return None
         return sum(r[0] for r in rows) / sum(r[1] for r in rows)
 
+    def seconds_per_work(self, backend: str, last: int = 20) -> float | None:
+        """Mean run seconds per unit of estimated work over recent completed jobs."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.json, j.work_estimate FROM reports r JOIN jobs j ON j.job_id = r.job_id"
+                " WHERE j.backend = ? AND j.state = ? AND j.work_estimate > 0 ORDER BY j.updated DESC LIMIT ?",
+                (backend, JobState.COMPLETED.value, last)).fetchall()
+        if not rows:
+            return None
+        return sum(json.loads(r[0]).get("wall_s", 0.0) for r in rows) / sum(r[1] for r in rows)
+
+    def set_decision(self, job_id: str, decision: dict) -> None:
+        """Replace a job's scheduling decision (a re-plan) without a state change."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET decision = ?, state_reason = ?, updated = ? WHERE job_id = ?",
+                             (json.dumps(decision), decision.get("reason", ""), time.time(), job_id))
+
     def count_active(self, project: str) -> int:
         with self._lock:
             return self._db.execute(

@@ -20,7 +20,8 @@ from ..jobs.channels import ChannelRegistry
 from ..jobs.store import JobStore
 from ..proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc
 from ..scheduling.executor import LocalExecutor
-from .config import BridgeConfig
+from ..scheduling.scheduler import CarbonScheduler
+from .config import BridgeConfig, build_signal
 from .manager import JobManager
 from .service import BridgeServicer
 
@@ -45,7 +46,7 @@ class RunningBridge:
     def stop(self, grace: float | None = 2.0) -> None:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
-        self.manager.executor.stop()
+        self.manager.stop()
         self.manager.store.close()
         if self.manager.executor.ledger is not None:
             self.manager.executor.ledger.close()
@@ -55,7 +56,9 @@ class RunningBridge:
 
 
 def create_server(config: BridgeConfig, backends: dict[str, Backend] | None = None,
-                  meter: Meter | None = None) -> RunningBridge:
+                  meter: Meter | None = None, clock=None) -> RunningBridge:
+    """``clock`` (a function returning an aware UTC datetime) is for tests
+    that move time; the default is the system clock."""
     if (config.tls_cert is None) != (config.tls_key is None):
         raise InvalidArgumentError("TLS needs both tls_cert and tls_key")
     if not config.tokens and config.host not in ("127.0.0.1", "localhost", "::1"):
@@ -65,9 +68,17 @@ def create_server(config: BridgeConfig, backends: dict[str, Backend] | None = No
         meter = CpuTimeEstimateMeter(config.watts_per_busy_cpu) if config.watts_per_busy_cpu else CpuTimeEstimateMeter()
     store = JobStore(config.data_dir)
     channels = ChannelRegistry()
-    executor = LocalExecutor(store, channels, backends, meter, config.site,
-                             ledger=Ledger.for_data_dir(config.data_dir))
-    manager = JobManager(config, store, channels, backends, executor)
+    ledger = Ledger.for_data_dir(config.data_dir)
+    if config.executor == "ray":
+        from ..scheduling.ray_executor import RayExecutor
+
+        executor = RayExecutor(store, channels, backends, meter, config.site, ledger=ledger, address=config.ray_address)
+    else:
+        executor = LocalExecutor(store, channels, backends, meter, config.site, ledger=ledger)
+    scheduler = CarbonScheduler(store, executor.enqueue, config.site, build_signal(config.carbon_signals),
+                                devices=len(executor.devices), replan_every_s=config.replan_every_s,
+                                **({"clock": clock} if clock is not None else {}))
+    manager = JobManager(config, store, channels, backends, executor, scheduler)
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="greenlight-rpc"),

@@ -45,6 +45,13 @@ class BridgeConfig:
     watts_per_busy_cpu: float | None = None   # None = the meter's default
     # Extra backends to load, as "module:Class" (a no-argument constructor).
     extra_backends: tuple[str, ...] = ()
+    # Carbon signal providers for batch planning, tried in order (see
+    # build_signal): "static", "csv:PATH", "uk", "electricitymaps",
+    # "watttime", "carbon-aware-sdk:URL". The static table always ends the chain.
+    carbon_signals: tuple[str, ...] = ("static",)
+    replan_every_s: float = 1800.0
+    executor: str = "local"            # "local" | "ray"
+    ray_address: str | None = None     # None: ray.init() local / RAY_ADDRESS
 
     @property
     def address(self) -> str:
@@ -74,7 +81,10 @@ def load_config(path: str | Path | None, **overrides) -> BridgeConfig:
         raise InvalidArgumentError(f"config {path}: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
     data.setdefault("data_dir", overrides.pop("data_dir", Path("greenlight-data")))
     config = BridgeConfig(**{**data, "data_dir": Path(data["data_dir"])}, limits=limits, site=site, tokens=tokens)
-    config = replace(config, extra_backends=tuple(config.extra_backends))
+    config = replace(config, extra_backends=tuple(config.extra_backends),
+                     carbon_signals=tuple(config.carbon_signals))
+    if config.executor not in ("local", "ray"):
+        raise InvalidArgumentError(f"config {path}: executor must be 'local' or 'ray', got {config.executor!r}")
     for key in ("tls_cert", "tls_key"):
         if getattr(config, key) is not None:
             config = replace(config, **{key: Path(getattr(config, key))})
@@ -88,3 +98,48 @@ def _build(cls, values: dict, section: str):
     if unknown:
         raise InvalidArgumentError(f"config [{section}]: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
     return cls(**values)
+
+
+def build_signal(specs: tuple[str, ...]):
+    """The carbon signal chain from config entries; credentials come from the
+    environment (ELECTRICITYMAPS_TOKEN, WATTTIME_USERNAME / WATTTIME_PASSWORD)
+    so they never sit in a config file. The static table always closes the
+    chain: a provider outage never blocks a job."""
+    from ..energy import signals
+
+    try:
+        providers = [p for p in (_provider(spec) for spec in specs) if p is not None]
+        providers.append(signals.StaticTable())
+    except signals.SignalError as exc:
+        raise InvalidArgumentError(f"carbon_signals: {exc}") from exc
+    return signals.FallbackChain(providers)
+
+
+def _provider(spec: str):
+    import os
+
+    from ..energy import signals
+
+    kind, _, arg = spec.partition(":")
+    if kind == "static":
+        return None
+    if kind == "csv":
+        return signals.CsvTrace(arg)
+    if kind == "uk":
+        return signals.UkCarbonIntensity()
+    if kind == "electricitymaps":
+        token = os.environ.get("ELECTRICITYMAPS_TOKEN")
+        if not token:
+            raise InvalidArgumentError("carbon_signals: 'electricitymaps' needs ELECTRICITYMAPS_TOKEN in the environment")
+        return signals.ElectricityMaps(token)
+    if kind == "watttime":
+        user, password = os.environ.get("WATTTIME_USERNAME"), os.environ.get("WATTTIME_PASSWORD")
+        if not (user and password):
+            raise InvalidArgumentError("carbon_signals: 'watttime' needs WATTTIME_USERNAME and WATTTIME_PASSWORD")
+        return signals.WattTime(user, password)
+    if kind == "carbon-aware-sdk":
+        if not arg:
+            raise InvalidArgumentError("carbon_signals: use 'carbon-aware-sdk:http://host:port'")
+        return signals.CarbonAwareSdk(arg)
+    raise InvalidArgumentError(f"carbon_signals: unknown provider {spec!r}; use static, csv:PATH, uk, "
+                               "electricitymaps, watttime or carbon-aware-sdk:URL")

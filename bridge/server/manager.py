@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..backends.base import Backend
-from ..errors import (InvalidArgumentError, LimitExceededError, NotFoundError, PermissionDeniedError,
+from ..errors import (GreenlightError, InvalidArgumentError, LimitExceededError, NotFoundError, PermissionDeniedError,
                       PreconditionError)
 from ..jobs.channels import ChannelRegistry
 from ..jobs.state import JobState
 from ..jobs.store import JobRecord, JobStore
 from ..scheduling.executor import LocalExecutor
-from ..scheduling.planner import decide
+from ..scheduling.carbon_planner import Decision
+from ..scheduling.scheduler import CarbonScheduler
 from ..shot.model import Shot
 from ..shot.request import GenerationSettings, SchedulingSettings, validate_generation, validate_scheduling
 from ..shot.validation import validate_shot
@@ -43,23 +44,33 @@ class Principal:
 
 class JobManager:
     def __init__(self, config: BridgeConfig, store: JobStore, channels: ChannelRegistry,
-                 backends: dict[str, Backend], executor: LocalExecutor):
+                 backends: dict[str, Backend], executor: LocalExecutor, scheduler: CarbonScheduler):
         self.config = config
         self.store = store
         self.channels = channels
         self.backends = backends
         self.executor = executor
+        self.scheduler = scheduler
 
     def start(self) -> None:
-        """Recover after a restart and resume every pending job."""
+        """Recover after a restart: re-queued jobs are planned again, planned
+        jobs go back to their plan (or run at once when their window passed
+        while the bridge was down)."""
+        scheduled = []
         for job in self.store.recover():
             if job.attempts:
                 log.warning("job %s: %s", job.job_id, job.state_reason or "resumed after a restart")
             if job.state is JobState.QUEUED:
-                self._schedule(job)
+                self._schedule(job, recovering=True)
             else:
-                self.executor.enqueue(job.job_id)
+                scheduled.append(job)
+        self.scheduler.resume(scheduled)
         self.executor.start()
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        self.executor.stop()
 
     # ----------------------------------------------------------- submit
     def check_upload_size(self, declared: int) -> None:
@@ -87,32 +98,58 @@ class JobManager:
             if unknown:
                 raise InvalidArgumentError(
                     f"scheduling.allowed_sites: unknown sites {sorted(unknown)}; this bridge has {[self.config.site.name]}")
+            decision = None
+            work = backend.estimate_work(shot, generation)
             if self.store.find_by_request(shot.tags.project, request_id) is None:
                 active = self.store.count_active(shot.tags.project)
                 if active >= self.config.limits.max_active_jobs_per_project:
                     raise LimitExceededError(f"max_active_jobs_per_project (project {shot.tags.project!r})",
                                              active + 1, self.config.limits.max_active_jobs_per_project)
+                # planned before the job exists: a job that cannot be planned leaves nothing behind
+                decision = self.scheduler.plan_job(
+                    job_id="", backend=backend.id, work=work, job_class=scheduling.job_class,
+                    deadline=scheduling.deadline, allowed_sites=scheduling.allowed_sites,
+                    max_co2e_g=scheduling.max_co2e_g)
             job, created = self.store.create_job(
                 upload_dir, project=shot.tags.project, shot=shot.tags.shot, version=shot.tags.version,
                 request_id=request_id, shot_sha256=sha256_hex, backend=backend.id, frame_count=shot.frame_count,
-                work_estimate=backend.estimate_work(shot, generation), generation=generation, scheduling=scheduling)
+                work_estimate=work, generation=generation, scheduling=scheduling)
         except BaseException:
             shutil.rmtree(upload_dir, ignore_errors=True)
             raise
         if created:
             log.info("job %s: accepted %s/%s v%d, %d frames, backend %s", job.job_id, job.project, job.shot,
                      job.version, job.frame_count, job.backend)
-            job = self._schedule(job)
+            job = self._schedule(job, decision)
         return job, created
 
-    def _schedule(self, job: JobRecord) -> JobRecord:
-        per_work = self.store.energy_per_work(job.backend)
-        expected_wh = None if per_work is None else per_work * job.work_estimate
-        decision = decide(job.scheduling, self.config.site, expected_wh)
-        job = self.store.transition(job.job_id, JobState.SCHEDULED, decision["reason"], decision=decision)
+    def _schedule(self, job: JobRecord, decision: Decision | None = None, recovering: bool = False) -> JobRecord:
+        if decision is None:
+            try:
+                decision = self.scheduler.decide(job)
+            except GreenlightError as exc:
+                if not recovering:
+                    raise
+                # a re-queued job is never refused: its deadline may have passed while we were down
+                decision = self.scheduler.plan_job(job_id=job.job_id, backend=job.backend, work=job.work_estimate,
+                                                   job_class="interactive", deadline=None)
+                decision = replace(decision, reason=f"re-queued after a restart; runs now ({exc})")
+        decision = replace(decision, job_id=job.job_id)
+        job = self.store.transition(job.job_id, JobState.SCHEDULED, decision.reason, decision=decision.to_dict())
         self.channels.notify(job.job_id)
-        self.executor.enqueue(job.job_id)
+        self.scheduler.place(job.job_id, decision)
         return job
+
+    def run_now(self, principal: Principal, job_id: str) -> JobRecord:
+        """Start a job that waits for a greener window now (speed over carbon)."""
+        job = self.get(principal, job_id)
+        if job.state is not JobState.SCHEDULED:
+            raise PreconditionError(f"job {job_id} is {job.state.value}; only a scheduled job can be started now")
+        if self.scheduler.run_now(job_id):
+            decision = dict(job.decision, reason="started now by request (was: " + job.decision.get("reason", "") + ")")
+            self.store.set_decision(job_id, decision)
+            self.channels.notify(job_id)
+        return self.store.get(job_id)
 
     # ----------------------------------------------------------- queries
     def get(self, principal: Principal, job_id: str) -> JobRecord:

@@ -195,6 +195,10 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
         return job_status(self.manager.cancel(principal, request.job_id, request.reason))
 
     @rpc
+    def RunJobNow(self, request, context, principal):
+        return job_status(self.manager.run_now(principal, request.job_id))
+
+    @rpc
     def GetJob(self, request, context, principal):
         return job_status(self.manager.get(principal, request.job_id))
 

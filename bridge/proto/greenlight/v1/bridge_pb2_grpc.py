@@ -49,6 +49,11 @@ class BridgeStub:
                 request_serializer=greenlight_dot_v1_dot_bridge__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=greenlight_dot_v1_dot_bridge__pb2.JobStatus.FromString,
                 _registered_method=True)
+        self.RunJobNow = channel.unary_unary(
+                '/greenlight.v1.Bridge/RunJobNow',
+                request_serializer=greenlight_dot_v1_dot_bridge__pb2.RunJobNowRequest.SerializeToString,
+                response_deserializer=greenlight_dot_v1_dot_bridge__pb2.JobStatus.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/greenlight.v1.Bridge/GetJob',
                 request_serializer=greenlight_dot_v1_dot_bridge__pb2.GetJobRequest.SerializeToString,
@@ -99,6 +104,14 @@ class BridgeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunJobNow(self, request, context):
+        """Start a batch job that waits for a greener window now (speed over
+        carbon); FAILED_PRECONDITION unless the job is scheduled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJob(self, request, context):
         """One job's status.
         """
@@ -143,6 +156,11 @@ def add_BridgeServicer_to_server(servicer, server):
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
                     request_deserializer=greenlight_dot_v1_dot_bridge__pb2.CancelJobRequest.FromString,
+                    response_serializer=greenlight_dot_v1_dot_bridge__pb2.JobStatus.SerializeToString,
+            ),
+            'RunJobNow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunJobNow,
+                    request_deserializer=greenlight_dot_v1_dot_bridge__pb2.RunJobNowRequest.FromString,
                     response_serializer=greenlight_dot_v1_dot_bridge__pb2.JobStatus.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
@@ -246,6 +264,33 @@ class Bridge:
             target,
             '/greenlight.v1.Bridge/CancelJob',
             greenlight_dot_v1_dot_bridge__pb2.CancelJobRequest.SerializeToString,
+            greenlight_dot_v1_dot_bridge__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunJobNow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenlight.v1.Bridge/RunJobNow',
+            greenlight_dot_v1_dot_bridge__pb2.RunJobNowRequest.SerializeToString,
             greenlight_dot_v1_dot_bridge__pb2.JobStatus.FromString,
             options,
             channel_credentials,

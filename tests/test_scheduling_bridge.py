@@ -1,0 +1,139 @@
+"""Carbon-aware scheduling through the real bridge: a batch job waits for the
+greener window of a replayed trace, the plan survives a restart, a window
+that passed while the bridge was down runs at once, run-now overrides, and
+interactive jobs never touch the planned jobs."""
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bridge.client import BridgeClient, EventKind
+from bridge.errors import InvalidArgumentError, PreconditionError
+from bridge.shot.request import SchedulingSettings
+
+T0 = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+DIP = T0 + timedelta(hours=3)          # 120 g/kWh for three hours, 400 elsewhere
+
+
+class Clock:
+    """A settable UTC clock for the scheduler (the rest of the bridge keeps real time)."""
+
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def trace(tmp_path):
+    path = tmp_path / "trace.csv"
+    rows = ["Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct)"]
+    for h in range(-4, 40):
+        t = T0 + timedelta(hours=h)
+        rows.append(f"{t:%Y-%m-%d %H:%M:%S},World,World,WORLD,{120 if DIP <= t < DIP + timedelta(hours=3) else 400}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _batch(hours=12):
+    return SchedulingSettings(job_class="batch", deadline=T0 + timedelta(hours=hours))
+
+
+def _wait_state(client, job_id, state, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.job(job_id)
+        if job.state == state:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} is {job.state}, never {state}")
+
+
+def test_batch_job_waits_for_the_greener_window_then_runs(start_bridge, small_shot, trace, tmp_path):
+    clock = Clock(T0)
+    bridge = start_bridge(carbon_signals=(f"csv:{trace}",), data_dir=tmp_path / "d")
+    bridge.manager.scheduler.clock = clock
+    with BridgeClient(bridge.address) as client:
+        first = client.submit(small_shot).job               # interactive: runs now, builds history
+        _wait_state(client, first.job_id, "completed")
+        job = client.submit(small_shot.with_tags(version=2), scheduling=_batch()).job
+        assert job.state == "scheduled"
+        assert "waiting for a greener window" in job.scheduling_reason and "saves ~70%" in job.scheduling_reason
+        assert datetime.fromisoformat(job.planned_start).replace(tzinfo=timezone.utc) == DIP
+        assert job.expected_co2e_g == pytest.approx(job.run_now_co2e_g * 120 / 400)
+        time.sleep(1.0)
+        assert client.job(job.job_id).state == "scheduled", "a planned job ran before its window"
+        clock.now = DIP + timedelta(seconds=1)
+        bridge.manager.scheduler.poke()
+        _wait_state(client, job.job_id, "completed")
+
+
+def test_plan_survives_restart_and_a_missed_window_runs_at_once(start_bridge, small_shot, trace, tmp_path):
+    data = tmp_path / "d"
+    bridge = start_bridge(carbon_signals=(f"csv:{trace}",), data_dir=data, clock=Clock(T0))
+    with BridgeClient(bridge.address) as client:
+        job = client.submit(small_shot, scheduling=_batch()).job
+        assert job.state == "scheduled" and "waiting" in job.scheduling_reason
+    bridge.stop(grace=0)
+
+    # back before the window: the plan is restored, the job keeps waiting
+    bridge = start_bridge(carbon_signals=(f"csv:{trace}",), data_dir=data, clock=Clock(T0 + timedelta(minutes=30)))
+    assert job.job_id in bridge.manager.scheduler.held()
+    with BridgeClient(bridge.address) as client:
+        time.sleep(0.5)
+        assert client.job(job.job_id).state == "scheduled"
+    bridge.stop(grace=0)
+
+    # back after the window opened while it was down: it runs at once
+    bridge = start_bridge(carbon_signals=(f"csv:{trace}",), data_dir=data, clock=Clock(DIP + timedelta(minutes=40)))
+    with BridgeClient(bridge.address) as client:
+        final = list(client.watch(job.job_id))[-1]
+        assert final.kind is EventKind.COMPLETED
+
+
+def test_run_now_overrides_the_plan(start_bridge, small_shot, trace, tmp_path):
+    bridge = start_bridge(carbon_signals=(f"csv:{trace}",), clock=Clock(T0))
+    with BridgeClient(bridge.address) as client:
+        job = client.submit(small_shot, scheduling=_batch()).job
+        assert job.state == "scheduled"
+        started = client.run_now(job.job_id)
+        assert "started now by request" in started.scheduling_reason
+        _wait_state(client, job.job_id, "completed")
+        with pytest.raises(PreconditionError, match="only a scheduled job can be started now"):
+            client.run_now(job.job_id)
+
+
+def test_deadline_too_close_is_refused_with_the_earliest_feasible(start_bridge, small_shot, trace):
+    bridge = start_bridge(carbon_signals=(f"csv:{trace}",), clock=Clock(T0))
+    with BridgeClient(bridge.address) as client:
+        with pytest.raises(InvalidArgumentError, match="earliest feasible deadline"):
+            client.submit(small_shot, scheduling=SchedulingSettings(
+                job_class="batch", deadline=T0 + timedelta(minutes=5)))
+        assert client.jobs("demo") == []        # nothing left behind
+
+
+def test_provider_outage_falls_back_to_the_static_figure(start_bridge, small_shot, trace, tmp_path):
+    bad = tmp_path / "broken.csv"
+    bad.write_text("Datetime (UTC),Carbon Intensity gCO₂eq/kWh (direct)\n2020-01-01 00:00:00,120\n")
+    bridge = start_bridge(carbon_signals=(f"csv:{bad}",), clock=Clock(T0))
+    with BridgeClient(bridge.address) as client:
+        job = client.submit(small_shot, scheduling=_batch()).job
+        # the trace has nothing for these days: the static table answers, and the plan says so
+        assert "runs now" in job.scheduling_reason
+        assert "from static after: csv:broken.csv: trace has no values" in job.scheduling_reason
+        _wait_state(client, job.job_id, "completed")
+
+
+def test_interactive_path_does_not_scan_planned_jobs(start_bridge, small_shot, trace, monkeypatch):
+    bridge = start_bridge(carbon_signals=(f"csv:{trace}",), clock=Clock(T0))
+    store = bridge.manager.store
+    with BridgeClient(bridge.address) as client:
+        for v in range(1, 6):
+            client.submit(small_shot.with_tags(version=v), scheduling=_batch()).job
+    calls = []
+    original = store.list
+    monkeypatch.setattr(store, "list", lambda *a, **k: calls.append(k) or original(*a, **k))
+    bridge.manager.scheduler.plan_job(job_id="", backend="guides", work=1.0, job_class="interactive", deadline=None)
+    assert calls == [], "the interactive path read the planned jobs"
