@@ -376,6 +376,8 @@ def apply_update_in_blender(scene, meta: dict, update) -> None:
             rec.frame_count = update.frame_count
         if update.message in ("queued", "scheduled", "running"):
             rec.state = update.message
+        if update.info.get("scheduling_reason"):
+            rec.message = update.info["scheduling_reason"]   # e.g. "waiting for a greener window until 03:30 ..."
     elif update.kind == "completed":
         report = update.report or {}
         energy = report.get("energy", {})

@@ -35,3 +35,8 @@ def new_worker(settings: BridgeSettings, folder: Path, updates: queue.Queue, *, 
 def cancel_job(settings: BridgeSettings, job_id: str, updates: queue.Queue | None = None, key: str = "") -> None:
     bridge("client.worker").send_cancel(lambda: make_client(settings), job_id, ORIGIN,
                                         updates.put if updates is not None else None, key)
+
+
+def run_job_now(settings: BridgeSettings, job_id: str, updates: queue.Queue | None = None, key: str = "") -> None:
+    bridge("client.worker").send_run_now(lambda: make_client(settings), job_id,
+                                         updates.put if updates is not None else None, key)

@@ -72,6 +72,29 @@ class GREENLIGHT_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class GREENLIGHT_OT_run_now(bpy.types.Operator):
+    """Start the selected job now instead of waiting for a greener window"""
+
+    bl_idname = "greenlight.run_now"
+    bl_label = "Run Now"
+
+    @classmethod
+    def poll(cls, context):
+        rec = _active_record(context)
+        return rec is not None and rec.state == "scheduled"
+
+    def execute(self, context):
+        import threading
+
+        from .jobs import run_job_now
+
+        rec = _active_record(context)
+        bridge = host.prefs_in_blender(context)
+        threading.Thread(target=run_job_now, args=(bridge, rec.job_id, runtime.UPDATES), daemon=True).start()
+        self.report({"INFO"}, f"Greenlight: starting job {rec.job_id} now")
+        return {"FINISHED"}
+
+
 class GREENLIGHT_OT_redownload(bpy.types.Operator):
     """Watch the selected job again and fetch any frames missing from its folder"""
 
@@ -93,7 +116,7 @@ class GREENLIGHT_OT_redownload(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (GREENLIGHT_OT_generate, GREENLIGHT_OT_cancel, GREENLIGHT_OT_redownload)
+CLASSES = (GREENLIGHT_OT_generate, GREENLIGHT_OT_cancel, GREENLIGHT_OT_run_now, GREENLIGHT_OT_redownload)
 
 
 def register():

@@ -71,6 +71,7 @@ def draw_panel(layout, context):
                 box.progress(factor=rec.frames_done / max(rec.frame_count, 1), text=f"{rec.frames_done}/{rec.frame_count}")
             row = box.row(align=True)
             row.operator("greenlight.cancel", icon="CANCEL")
+            row.operator("greenlight.run_now", icon="PLAY")
             row.operator("greenlight.redownload", icon="IMPORT")
 
 

@@ -76,3 +76,29 @@ def test_needs_exactly_one_of_shot_or_job_id(small_shot, tmp_path):
         JobWorker(lambda: None, tmp_path, print, shot=small_shot, job_id="x")
     with pytest.raises(ValueError, match="not both"):
         JobWorker(lambda: None, tmp_path, print)
+
+
+def test_run_now_releases_a_waiting_job(start_bridge, small_shot, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from bridge.client.worker import send_run_now
+    from bridge.shot.request import SchedulingSettings
+
+    trace = tmp_path / "trace.csv"
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    rows = ["Datetime (UTC),Carbon Intensity gCO₂eq/kWh (direct)"]
+    rows += [f"{now + timedelta(hours=h):%Y-%m-%d %H:%M:%S},{100 if h == 5 else 500}" for h in range(-1, 20)]
+    trace.write_text("\n".join(rows) + "\n")
+    bridge = start_bridge(carbon_signals=(f"csv:{trace}",))
+    with BridgeClient(bridge.address) as client:
+        job = client.submit(small_shot, scheduling=SchedulingSettings(
+            job_class="batch", deadline=now + timedelta(hours=12))).job
+        assert job.state == "scheduled" and "waiting for a greener window" in job.scheduling_reason
+    updates = queue.Queue()
+    send_run_now(lambda: BridgeClient(bridge.address), job.job_id, updates.put, key="k")
+    update = updates.get(timeout=5)
+    assert update.kind == "progress" and "started now by request" in update.info["scheduling_reason"]
+    with BridgeClient(bridge.address) as client:
+        assert list(client.watch(job.job_id))[-1].kind.value == "completed"
+    send_run_now(lambda: BridgeClient(bridge.address), job.job_id, updates.put, key="k")
+    assert updates.get(timeout=5).kind == "warning"

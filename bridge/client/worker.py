@@ -142,6 +142,22 @@ class JobWorker(threading.Thread):
                              name="greenlight-cancel", daemon=True).start()
 
 
+def send_run_now(connect: Callable[[], BridgeClient], job_id: str,
+                 deliver: Callable[[Update], None] | None = None, key: str = "") -> None:
+    """Ask the bridge to start a job that waits for a greener window now."""
+    try:
+        with connect() as client:
+            info = client.run_now(job_id)
+        if deliver is not None:
+            deliver(Update("progress", key=key, job_id=job_id, frame_count=info.frame_count,
+                           frames_done=info.frames_done, message=info.state,
+                           info={"scheduling_reason": info.scheduling_reason}))
+    except GreenlightError as exc:
+        log.warning("run-now %s failed: %s", job_id, exc)
+        if deliver is not None:
+            deliver(Update("warning", key=key, job_id=job_id, message=f"run now {job_id}: {exc}"))
+
+
 def send_cancel(connect: Callable[[], BridgeClient], job_id: str, origin: str = "a DCC",
                 deliver: Callable[[Update], None] | None = None, key: str = "") -> None:
     """Ask the bridge to cancel ``job_id``; a failure becomes a warning Update."""
