@@ -126,7 +126,11 @@ def depth_from_pass(z: np.ndarray) -> np.ndarray:
 
 def motion_from_pass(vz: np.ndarray, vw: np.ndarray) -> np.ndarray:
     """Cycles Vector ``Z, W`` (now minus next, y up) -> forward flow in
-    pixels (dx right, dy down), float16: flow = (-Z, +W)."""
+    pixels (dx right, dy down): flow = (-Z, +W). float16 (half the upload)
+    unless some vector is beyond float16's range (|v| > 65504 px, a surface
+    that leaves the frame by far): then float32, never a clamp or an inf."""
     flow = np.stack([-np.asarray(vz, dtype=np.float32), np.asarray(vw, dtype=np.float32)], axis=-1)
     flow[~np.isfinite(flow)] = 0.0
+    if flow.size and np.abs(flow).max() > np.finfo(np.float16).max:
+        return flow
     return flow.astype(np.float16)

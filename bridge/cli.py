@@ -464,13 +464,10 @@ def cmd_demo(args) -> int:
     from .client import BridgeClient
     from .server.app import create_server
     from .server.config import BridgeConfig
-    from .shot.synthetic import sample_shot
 
     t0 = time.monotonic()
     out = Path(args.out)
-    print(f"building the sample shot in code: a camera dolly past a posed figure "
-          f"({args.frames} frames, {args.width}x{args.height})", flush=True)
-    shot = sample_shot(frames=args.frames, width=args.width, height=args.height)
+    shot = _demo_shot(args, out)
     with tempfile.TemporaryDirectory(prefix="greenlight-demo-") as data_dir:
         generation, note = _demo_generation(args, Path(data_dir))
         bridge = create_server(BridgeConfig(data_dir=Path(data_dir) / "bridge", port=0))
@@ -484,6 +481,32 @@ def cmd_demo(args) -> int:
             bridge.stop()
     print(f"total:       {time.monotonic() - t0:.2f} s")
     return code
+
+
+def _demo_shot(args, out: Path):
+    """Shot (a) of ``engine_renders`` through real Blender headless (cached
+    after the first run), or the synthetic shot where bpy is missing."""
+    from .shot.files import load_shot
+    from .shot.synthetic import sample_shot
+
+    try:
+        import engine_renders
+    except ImportError:
+        engine_renders = None
+    if engine_renders is not None and not args.synthetic:
+        t = time.monotonic()
+        print(f"sample shot (a): {engine_renders.SAMPLES[engine_renders.DEMO_SAMPLE]}, extracted with Blender "
+              f"headless ({args.frames} frames, {args.width}x{args.height})", flush=True)
+        try:
+            path = engine_renders.demo_shot(out, width=args.width, height=args.height, frames=args.frames)
+        except engine_renders.BlenderUnavailableError as exc:
+            print(f"note: {exc}", flush=True)
+        else:
+            print(f"shot:        {path} ({time.monotonic() - t:.1f} s)", flush=True)
+            return load_shot(path)
+    print(f"building the synthetic sample shot in code: a camera dolly past a posed figure "
+          f"({args.frames} frames, {args.width}x{args.height})", flush=True)
+    return sample_shot(frames=args.frames, width=args.width, height=args.height)
 
 
 def _demo_generation(args, scratch: Path):
@@ -659,6 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--width", type=int, default=512)
     sp.add_argument("--height", type=int, default=288)
     sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--synthetic", action="store_true",
+                    help="use the synthetic shot instead of rendering sample shot (a) with Blender")
     sp.add_argument("--diffusion", metavar="PROFILE",
                     help="run the animatediff backend with this profile; 'tiny' builds a random-weight one")
     sp.set_defaults(func=cmd_demo)

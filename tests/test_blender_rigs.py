@@ -50,3 +50,14 @@ def test_an_unknown_rig_names_the_closest_mapping_and_the_fix():
     with pytest.raises(rigs.RigMappingError) as err:
         rigs.detect("Crane", ["boom", "jib"])
     assert "armature 'Crane' (2 bones) matches no COCO-18 mapping" in str(err.value)
+
+
+def test_motion_beyond_float16_range_stays_float32_not_inf():
+    import numpy as np
+
+    from blender_addon.convert import motion_from_pass
+
+    small = motion_from_pass(np.full((2, 3), 1.5, np.float32), np.full((2, 3), -2.0, np.float32))
+    assert small.dtype == np.float16 and small[0, 0].tolist() == [-1.5, -2.0]
+    huge = motion_from_pass(np.full((2, 3), 1e6, np.float32), np.zeros((2, 3), np.float32))
+    assert huge.dtype == np.float32 and np.isfinite(huge).all() and huge[0, 0, 0] == -1e6
