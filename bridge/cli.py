@@ -268,7 +268,6 @@ def cmd_plan(args) -> int:
     from .backends import default_backends
     from .scheduling.scheduler import CarbonScheduler
     from .server.config import build_signal, load_config
-    from .shot.files import load_shot
 
     config = load_config(args.config, data_dir=Path(args.data_dir) if args.data_dir else None)
     scheduling = _scheduling(args)

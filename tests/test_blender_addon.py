@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import socket
 
-import pytest
 
 from tests.blender_scenes import run_scenario
 
-pytest.importorskip("bpy")
 
 
 def test_extension_registers_and_unregisters_cleanly():

@@ -6,11 +6,9 @@ from __future__ import annotations
 import re
 import zipfile
 
-import pytest
 
 from tests.blender_scenes import run_scenario
 
-pytest.importorskip("bpy")
 
 
 def test_built_zip_validates_installs_and_runs_on_its_vendored_bridge(tmp_path):

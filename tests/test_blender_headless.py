@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import socket
 
-import pytest
 
 from tests.blender_scenes import run_scenario
 
-pytest.importorskip("bpy")
 
 
 def test_render_and_submit_writes_frames_mp4_and_report(start_bridge, tmp_path):

@@ -6,14 +6,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from bridge.shot import coco
 from bridge.shot.camera import pixel_rays, static_forward_flow
 from bridge.shot.model import CameraSample
 from tests.blender_scenes import FIGURE_BONES, run_scenario
 
-pytest.importorskip("bpy")  # the [blender] extra; installed by [dev]
 
 
 def _camera(out, i, info):

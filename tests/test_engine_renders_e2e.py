@@ -12,7 +12,6 @@ unprojects to the same point in the room, the dialogue has two characters.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,9 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-if importlib.util.find_spec("bpy") is None:
-    pytest.skip("needs Blender's Python module (pip install 'greenlight[blender]')", allow_module_level=True)
 
 import engine_renders  # noqa: E402
 from bridge.client import BridgeClient, EventKind  # noqa: E402
@@ -42,7 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 # 96x56: small, 16:9-ish, and a multiple of 8 as the diffusion latent space needs.
 W, H, F = 96, 56, 12
 NAMES = tuple(engine_renders.SAMPLES)
-HAS_DIFFUSERS = importlib.util.find_spec("diffusers") is not None and importlib.util.find_spec("torch") is not None
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +59,6 @@ def shots(rendered):
 
 @pytest.fixture(scope="module")
 def tiny_profile(tmp_path_factory):
-    if not HAS_DIFFUSERS:
-        pytest.skip("needs the diffusion extra (torch, diffusers)")
     from bridge.backends.tiny import build_tiny_animatediff
 
     return build_tiny_animatediff(tmp_path_factory.mktemp("tiny-model"))

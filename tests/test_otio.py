@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-otio = pytest.importorskip("opentimelineio")  # the [otio] extra; installed by [dev]
+import opentimelineio as otio  # the [otio] extra, installed by [dev]
 
 from bridge.client import BridgeClient  # noqa: E402
 from bridge.client.otio_export import (  # noqa: E402

@@ -7,13 +7,12 @@ machine, not here."""
 from __future__ import annotations
 
 import io
-import threading
 import time
 
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray")
+import ray  # the [ray] extra, installed by [dev]
 
 from bridge.energy.accounting import Site  # noqa: E402
 from bridge.energy.meters import CpuTimeEstimateMeter  # noqa: E402

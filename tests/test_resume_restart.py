@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from bridge.client import BridgeClient, EventKind
 from bridge.shot.request import GenerationSettings

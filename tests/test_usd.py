@@ -18,7 +18,6 @@ from bridge.shot import validate_shot
 from bridge.shot.camera import focal_length_px, look_at
 from bridge.shot.model import CameraSample, Fps, Frame, Shot, Tags
 
-pxr = pytest.importorskip("pxr")  # the [usd] extra; installed by [dev]
 from pxr import Gf, Usd, UsdGeom  # noqa: E402
 
 from bridge.shot.usd_io import export_camera_usd, import_camera_usd, shot_from_usd  # noqa: E402
@@ -245,7 +244,6 @@ json.dump({"result": sorted(result), "cameras": len(cams), "frames": frames,
 
 
 def test_blender_usd_import_matches_the_shot(tmp_path):
-    pytest.importorskip("bpy")
     shot = _crane_shot(fit="VERTICAL", width=640, height=360, fps=Fps(24), frame_start=101)
     usd = export_camera_usd(shot, tmp_path / "cam.usda")
     script = tmp_path / "read.py"

@@ -12,8 +12,6 @@ All outputs are uint8 [H, W, 3] RGB arrays.
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import numpy as np
 from PIL import Image, ImageDraw
 

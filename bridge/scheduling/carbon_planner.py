@@ -525,7 +525,6 @@ def _plan_batch(job: PlanJob, sites: list[PlanSite], now: datetime, now_s: float
     filled = (float(site.forecast.window_filled_share(start_s, d_s)) if site.forecast is not None and site.forecast.real
               else 1.0)
     pref = sites[0]
-    run_now_mean = float(means[0, 0])
     expected = None if job.energy_wh is None else float(score[i, j])
     run_now = None if job.energy_wh is None else float(score[0, 0])
     ref_now = float(score[0, 0])

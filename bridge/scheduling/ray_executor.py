@@ -284,8 +284,6 @@ class RayExecutor(LocalExecutor):
 
     # ------------------------------------------------------------- a run
     def _run(self, job_id: str) -> None:
-        import ray
-
         try:
             job = self.store.transition(job_id, JobState.RUNNING, expect={JobState.SCHEDULED}, count_attempt=True)
         except GreenlightError as exc:  # cancelled (or already run) while waiting in the queue
