@@ -286,7 +286,7 @@ def cmd_plan(args) -> int:
         except ValueError:
             raise GreenlightError(f"--duration expects hours like 2h or 0.5, got {args.duration!r}") from None
     with _HistoryStore(config.data_dir) as store:
-        scheduler = CarbonScheduler(store, lambda job_id: None, config.site, build_signal(config.carbon_signals))
+        scheduler = CarbonScheduler(store, lambda job_id: None, config.sites, build_signal(config.carbon_signals))
         decision = scheduler.plan_job(job_id="(dry run)", backend=generation.backend, work=work, job_class="batch",
                                       deadline=scheduling.deadline, options=True, duration=duration,
                                       energy_wh=args.energy_wh)

@@ -137,3 +137,67 @@ def test_interactive_path_does_not_scan_planned_jobs(start_bridge, small_shot, t
     monkeypatch.setattr(store, "list", lambda *a, **k: calls.append(k) or original(*a, **k))
     bridge.manager.scheduler.plan_job(job_id="", backend="guides", work=1.0, job_class="interactive", deadline=None)
     assert calls == [], "the interactive path read the planned jobs"
+
+
+def _two_zone_trace(tmp_path):
+    path = tmp_path / "zones.csv"
+    rows = ["Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct)"]
+    for h in range(-4, 40):
+        t = T0 + timedelta(hours=h)
+        rows.append(f"{t:%Y-%m-%d %H:%M:%S},GB,Great Britain,GB,300")
+        rows.append(f"{t:%Y-%m-%d %H:%M:%S},FR,France,FR,{40 if DIP <= t < DIP + timedelta(hours=2) else 90}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_batch_jobs_go_to_the_greener_site_within_capacity(tmp_path):
+    """The scheduler over two sites (the bridge runs remote sites on Ray; the
+    plan itself is engine-free): the cleaner grid wins, and a full site
+    pushes the next job to another window, never onto a busy device."""
+    from bridge.energy.accounting import Site
+    from bridge.jobs.store import JobStore
+    from bridge.scheduling.scheduler import CarbonScheduler
+    from bridge.server.config import build_signal
+
+    store = JobStore(tmp_path / "d")
+    released = []
+    sites = [(Site(name="london", grid_region="GB"), 1), (Site(name="paris", grid_region="FR"), 1)]
+    scheduler = CarbonScheduler(store, released.append, sites, build_signal((f"csv:{_two_zone_trace(tmp_path)}",)),
+                                clock=Clock(T0))
+    first = scheduler.plan_job(job_id="a", backend="guides", work=1.0, job_class="batch",
+                               deadline=T0 + timedelta(hours=12), duration=timedelta(hours=1), energy_wh=1000)
+    assert first.site == "paris" and first.planned_start == DIP
+    assert first.expected_co2e_g == pytest.approx(40.0) and first.run_now_co2e_g == pytest.approx(300.0)
+    # the interactive path prefers the first site and never waits
+    now = scheduler.plan_job(job_id="i", backend="guides", work=1.0, job_class="interactive", deadline=None)
+    assert now.site == "london" and now.planned_start == T0
+
+    # promise paris's device for that window: the next job takes the rest of the dip, not the same slot
+    from bridge.shot.request import GenerationSettings, SchedulingSettings
+
+    upload = store.new_upload_dir()
+    (upload / "shot.pb").write_bytes(b"x")
+    job, _ = store.create_job(upload, project="p", shot="s", version=1, request_id="r", shot_sha256="00",
+                              backend="guides", frame_count=1, work_estimate=1.0,
+                              generation=GenerationSettings(), scheduling=SchedulingSettings())
+    from bridge.jobs.state import JobState
+
+    store.transition(job.job_id, JobState.SCHEDULED, decision=first.to_dict())
+    second = scheduler.plan_job(job_id="b", backend="guides", work=1.0, job_class="batch",
+                                deadline=T0 + timedelta(hours=12), duration=timedelta(hours=1), energy_wh=1000)
+    assert second.site == "paris" and second.planned_start == DIP + timedelta(hours=1)
+
+
+def test_remote_sites_need_the_ray_executor(tmp_path):
+    from bridge.server.config import load_config
+
+    cfg = tmp_path / "b.toml"
+    cfg.write_text('[site]\nuse = "local"\n\n[[remote_sites]]\nuse = "ovh-gravelines"\ndevices = 2\n')
+    with pytest.raises(InvalidArgumentError, match='remote_sites\\]\\] need executor = "ray"'):
+        load_config(cfg)
+    cfg.write_text('executor = "ray"\n[site]\nuse = "local"\ndevices = 4\n\n'
+                   '[[remote_sites]]\nuse = "ovh-gravelines"\ndevices = 2\n')
+    config = load_config(cfg)
+    assert [(s.name, s.grid_region, n) for s, n in config.sites] == [("local", "WORLD", 4),
+                                                                      ("ovh-gravelines", "FR", 2)]
+    assert config.sites[1][0].pue == pytest.approx(1.26)

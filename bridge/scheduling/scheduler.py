@@ -3,7 +3,7 @@ asks the planner (``carbon_planner.plan``), and releases planned jobs to the
 executor when their window opens (DESIGN section 7).
 
 - Interactive jobs: decided without any forecast lookup, released at once.
-- Batch jobs: the site's forecast over [now, deadline] from the carbon
+- Batch jobs: each site's forecast over [now, deadline] from the carbon
   signal chain (a provider outage falls back to the static figure, and the
   reason says so), duration and energy estimated from the backend's history
   on this bridge; held until their planned start, released at once when
@@ -41,14 +41,17 @@ def now_utc() -> datetime:
 
 
 class CarbonScheduler:
-    def __init__(self, store: JobStore, release: Callable[[str], None], site: Site,
-                 signal: CarbonSignal | None = None, devices: int = 1, clock: Callable[[], datetime] = now_utc,
+    def __init__(self, store: JobStore, release: Callable[[str], None], sites: list[tuple[Site, int]],
+                 signal: CarbonSignal | None = None, clock: Callable[[], datetime] = now_utc,
                  replan_every_s: float = 1800.0):
+        """``sites``: (site, devices there) in order of preference; the first
+        is where interactive jobs run."""
+        if not sites:
+            raise InvalidArgumentError("the scheduler needs at least one site")
         self.store = store
         self.release = release          # executor.enqueue
-        self.site = site
+        self.sites = list(sites)
         self.signal = signal
-        self.devices = devices
         self.clock = clock
         self.replan_every_s = replan_every_s
         self._held: dict[str, datetime] = {}     # job id -> when to release it
@@ -69,28 +72,34 @@ class CarbonScheduler:
         return duration, (None if per_work_wh is None else per_work_wh * work), note
 
     # ------------------------------------------------------------ planning
-    def _plan_site(self, job_class: str, start: datetime, end: datetime, exclude: set[str] = frozenset()) -> PlanSite:
+    def _plan_sites(self, job_class: str, start: datetime, end: datetime,
+                    exclude: set[str] = frozenset()) -> list[PlanSite]:
+        # interactive jobs queue on the device whatever is planned: no store scan on their path
+        busy = self._busy(exclude) if job_class == "batch" else {}
+        return [self._plan_site(site, devices, job_class, start, end, busy.get(site.name, []))
+                for site, devices in self.sites]
+
+    def _plan_site(self, site: Site, devices: int, job_class: str, start: datetime, end: datetime,
+                   busy: list) -> PlanSite:
         forecast, note = None, ""
         if job_class == "batch" and self.signal is not None:
             try:
-                points = self.signal.forecast(self.site.grid_region, start, end)
-                forecast = build_step_forecast(points, start, end, fallback_g_per_kwh=self.site.intensity_g_per_kwh,
-                                               fallback_source=self.site.intensity_source)
+                points = self.signal.forecast(site.grid_region, start, end)
+                forecast = build_step_forecast(points, start, end, fallback_g_per_kwh=site.intensity_g_per_kwh,
+                                               fallback_source=site.intensity_source)
                 if points and points[0].fallback:
                     note = f"forecast from {points[0].provider or points[0].source} after: " + "; ".join(points[0].fallback)
             except SignalError as exc:
                 note = f"carbon signal unavailable ({exc})"
-                log.warning("no forecast for %s: %s; using its static figure", self.site.grid_region, exc)
-        # interactive jobs queue on the device whatever is planned: no store scan on their path
-        busy = self._busy(exclude) if job_class == "batch" else []
-        return PlanSite(name=self.site.name, region=self.site.grid_region, pue=self.site.pue,
-                        capacity=self.devices, forecast=forecast, static_g_per_kwh=self.site.intensity_g_per_kwh,
-                        static_source=self.site.intensity_source, busy=busy, forecast_note=note)
+                log.warning("no forecast for %s: %s; using its static figure", site.grid_region, exc)
+        return PlanSite(name=site.name, region=site.grid_region, pue=site.pue, capacity=devices, forecast=forecast,
+                        static_g_per_kwh=site.intensity_g_per_kwh, static_source=site.intensity_source, busy=busy,
+                        forecast_note=note)
 
-    def _busy(self, exclude: set[str] = frozenset()) -> list[tuple[datetime, datetime]]:
-        """Device time already promised at the site: running and planned jobs."""
+    def _busy(self, exclude: set[str] = frozenset()) -> dict[str, list[tuple[datetime, datetime]]]:
+        """Device time already promised per site: running and planned jobs."""
         now = self.clock()
-        busy = []
+        busy: dict[str, list] = {}
         for job in self.store.list(states={JobState.SCHEDULED, JobState.RUNNING}, limit=1_000_000):
             d = job.decision
             if job.job_id in exclude or not d.get("planned_start"):
@@ -100,7 +109,7 @@ class CarbonScheduler:
             if job.state is JobState.RUNNING:
                 start = now
             if end > now:
-                busy.append((max(start, now), max(end, now + timedelta(seconds=1))))
+                busy.setdefault(d.get("site", ""), []).append((max(start, now), max(end, now + timedelta(seconds=1))))
         return busy
 
     def plan_job(self, *, job_id: str, backend: str, work: float, job_class: str, deadline: datetime | None,
@@ -118,8 +127,8 @@ class CarbonScheduler:
         job = PlanJob(job_id=job_id, duration=duration, energy_wh=energy_wh, job_class=job_class,
                       deadline=deadline, allowed_sites=allowed_sites, max_co2e_g=max_co2e_g)
         horizon = deadline if (job_class == "batch" and deadline is not None and deadline > now) else now + duration
-        site = self._plan_site(job_class, now, horizon + timedelta(minutes=5), exclude={job_id})
-        decision = plan(job, [site], now, options=options)
+        sites = self._plan_sites(job_class, now, horizon + timedelta(minutes=5), exclude={job_id})
+        decision = plan(job, sites, now, options=options)
         if note:
             decision = _with_reason(decision, f"{decision.reason} ({note})")
         return decision
@@ -229,9 +238,9 @@ class CarbonScheduler:
             return
         latest = max((p[0].deadline for p in pending if p[0].deadline), default=now + timedelta(hours=1))
         # the held jobs' own promises are what is re-planned: plan them on the others' device time
-        site = self._plan_site("batch", now, latest + timedelta(minutes=5), exclude=set(jobs))
+        sites = self._plan_sites("batch", now, latest + timedelta(minutes=5), exclude=set(jobs))
         try:
-            new = replan(pending, [site], now)
+            new = replan(pending, sites, now)
         except InvalidArgumentError as exc:
             log.warning("re-plan failed: %s; keeping the current plans", exc)
             return

@@ -72,11 +72,13 @@ def create_server(config: BridgeConfig, backends: dict[str, Backend] | None = No
     if config.executor == "ray":
         from ..scheduling.ray_executor import RayExecutor
 
-        executor = RayExecutor(store, channels, backends, meter, config.site, ledger=ledger, address=config.ray_address)
+        executor = RayExecutor(store, channels, backends, meter, config.site, ledger=ledger,
+                               address=config.ray_address, sites={site.name: site for site, _ in config.sites},
+                               slots=sum(n for _, n in config.sites))
     else:
         executor = LocalExecutor(store, channels, backends, meter, config.site, ledger=ledger)
-    scheduler = CarbonScheduler(store, executor.enqueue, config.site, build_signal(config.carbon_signals),
-                                devices=len(executor.devices), replan_every_s=config.replan_every_s,
+    scheduler = CarbonScheduler(store, executor.enqueue, config.sites, build_signal(config.carbon_signals),
+                                replan_every_s=config.replan_every_s,
                                 **({"clock": clock} if clock is not None else {}))
     manager = JobManager(config, store, channels, backends, executor, scheduler)
 

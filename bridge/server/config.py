@@ -52,6 +52,15 @@ class BridgeConfig:
     replan_every_s: float = 1800.0
     executor: str = "local"            # "local" | "ray"
     ray_address: str | None = None     # None: ray.init() local / RAY_ADDRESS
+    devices: int = 1                   # devices (GPUs) at the first site, for the ray executor
+    # More sites to plan batch jobs across, as (site, devices there); needs the
+    # ray executor, where each site is a Ray custom resource "site:<name>".
+    remote_sites: tuple[tuple[Site, int], ...] = ()
+
+    @property
+    def sites(self) -> list[tuple[Site, int]]:
+        """(site, devices) in order of preference; the first runs interactive jobs."""
+        return [(self.site, self.devices if self.executor == "ray" else 1), *self.remote_sites]
 
     @property
     def address(self) -> str:
@@ -73,7 +82,19 @@ def load_config(path: str | Path | None, **overrides) -> BridgeConfig:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InvalidArgumentError(f"config {path}: {exc}") from exc
     limits = _build(Limits, data.pop("limits", {}), "limits")
-    site = site_from_config(data.pop("site", {}), data.pop("sites_file", None))
+    sites_file = data.pop("sites_file", None)
+    site_table = dict(data.pop("site", {}))
+    if "devices" in site_table:
+        data["devices"] = site_table.pop("devices")
+    site = site_from_config(site_table, sites_file)
+    remote = []
+    for i, entry in enumerate(data.pop("remote_sites", [])):
+        entry = dict(entry)
+        devices = entry.pop("devices", 1)
+        if not (isinstance(devices, int) and devices >= 1):
+            raise InvalidArgumentError(f"config [[remote_sites]] #{i + 1}: devices must be a whole number >= 1")
+        remote.append((site_from_config(entry, sites_file), devices))
+    data["remote_sites"] = tuple(remote)
     tokens = {str(k): str(v) for k, v in data.pop("tokens", {}).items()}
     known = {f.name for f in fields(BridgeConfig)}
     unknown = set(data) - known
@@ -85,6 +106,12 @@ def load_config(path: str | Path | None, **overrides) -> BridgeConfig:
                      carbon_signals=tuple(config.carbon_signals))
     if config.executor not in ("local", "ray"):
         raise InvalidArgumentError(f"config {path}: executor must be 'local' or 'ray', got {config.executor!r}")
+    names = [s.name for s, _ in config.sites]
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"config {path}: site names must be unique, got {names}")
+    if config.remote_sites and config.executor != "ray":
+        raise InvalidArgumentError(f"config {path}: [[remote_sites]] need executor = \"ray\" "
+                                   "(the local executor runs on this machine only)")
     for key in ("tls_cert", "tls_key"):
         if getattr(config, key) is not None:
             config = replace(config, **{key: Path(getattr(config, key))})

@@ -94,10 +94,11 @@ class JobManager:
                     f"generation.backend: unknown backend {generation.backend!r}; available: {sorted(self.backends)}")
             backend.check_inputs(shot, generation)
             validate_scheduling(scheduling)
-            unknown = set(scheduling.allowed_sites) - {self.config.site.name}
+            names = [site.name for site, _ in self.config.sites]
+            unknown = set(scheduling.allowed_sites) - set(names)
             if unknown:
                 raise InvalidArgumentError(
-                    f"scheduling.allowed_sites: unknown sites {sorted(unknown)}; this bridge has {[self.config.site.name]}")
+                    f"scheduling.allowed_sites: unknown sites {sorted(unknown)}; this bridge has {names}")
             decision = None
             work = backend.estimate_work(shot, generation)
             if self.store.find_by_request(shot.tags.project, request_id) is None:

@@ -228,6 +228,7 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
                 id=info.id, description=info.description, conditions=list(info.conditions),
                 max_frames=info.max_frames, max_width=info.max_width, max_height=info.max_height,
                 devices=list(info.devices), available=info.available, unavailable_reason=info.unavailable_reason)
-        site = self.config.site
-        caps.sites.add(name=site.name, grid_region=site.grid_region, pue=site.pue, wue_l_per_kwh=site.wue_l_per_kwh)
+        for site, _devices in self.config.sites:
+            caps.sites.add(name=site.name, grid_region=site.grid_region, pue=site.pue,
+                           wue_l_per_kwh=site.wue_l_per_kwh)
         return caps
