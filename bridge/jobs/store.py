@@ -110,7 +110,9 @@ class JobStore:
                                    isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # WAL + NORMAL: a commit survives the process being killed (the bridge's
+        # failure mode); only an OS crash / power cut can lose the last commits
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
 
@@ -196,7 +198,8 @@ class JobStore:
         tmp = path.with_suffix(".partial")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-        with self._lock:
+        with self._lock, self._db:   # one transaction: the frame row and the job's timestamp
+            self._db.execute("BEGIN")
             self._db.execute(
                 "INSERT OR IGNORE INTO frames (job_id, idx, file, energy_wh, work, created) VALUES (?,?,?,?,?,?)",
                 (job_id, index, path.name, energy_wh, work, time.time()))
