@@ -239,21 +239,29 @@ def add_armature_in_blender(scene, name: str, use_metarig: bool = True):
         obj.name = obj.data.name = name
         obj["greenlight_rig_source"] = "rigify human metarig"
         return obj
+    obj = armature_from_bones_in_blender(scene, name, FALLBACK_BONES)
+    obj["greenlight_rig_source"] = "metarig bone names, built in code"
+    return obj
+
+
+def armature_from_bones_in_blender(scene, name: str, bones):
+    """An armature object with ``bones``: {bone: (head, tail, parent or None)}
+    (metres, armature space); parents are linked, connected where a head sits
+    on its parent's tail."""
     arm = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, arm)
     scene.collection.objects.link(obj)
     bpy.context.view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")
-    for bone, (head, tail, _) in FALLBACK_BONES.items():
+    for bone, (head, tail, _) in bones.items():
         eb = arm.edit_bones.new(bone)
         eb.head, eb.tail = head, tail
-    for bone, (head, _, parent) in FALLBACK_BONES.items():
+    for bone, (head, _, parent) in bones.items():
         if parent:
             eb = arm.edit_bones[bone]
             eb.parent = arm.edit_bones[parent]
             eb.use_connect = tuple(arm.edit_bones[parent].tail) == tuple(head)
     bpy.ops.object.mode_set(mode="OBJECT")
-    obj["greenlight_rig_source"] = "metarig bone names, built in code"
     return obj
 
 

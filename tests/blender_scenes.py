@@ -111,22 +111,9 @@ FIGURE_BONES = {
 
 
 def add_figure(scene, name="Figure", location=(0, 0, 0), rot_z_deg=0.0, bones=FIGURE_BONES):
-    import bpy
+    from engine_renders.host import armature_from_bones_in_blender
 
-    arm = bpy.data.armatures.new(name)
-    obj = bpy.data.objects.new(name, arm)
-    scene.collection.objects.link(obj)
-    bpy.context.view_layer.objects.active = obj
-    bpy.ops.object.mode_set(mode="EDIT")
-    for bone, (head, tail, _) in bones.items():
-        eb = arm.edit_bones.new(bone)
-        eb.head, eb.tail = head, tail
-    for bone, (head, _, parent) in bones.items():
-        if parent:
-            eb = arm.edit_bones[bone]
-            eb.parent = arm.edit_bones[parent]
-            eb.use_connect = tuple(arm.edit_bones[parent].tail) == tuple(head)
-    bpy.ops.object.mode_set(mode="OBJECT")
+    obj = armature_from_bones_in_blender(scene, name, bones)
     obj.location = location
     obj.rotation_euler = (0, 0, math.radians(rot_z_deg))
     return obj

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL,
     state_reason TEXT NOT NULL DEFAULT '',
     frame_count INTEGER NOT NULL,
+    fps_numerator INTEGER NOT NULL DEFAULT 24,
+    fps_denominator INTEGER NOT NULL DEFAULT 1,
     work_estimate REAL NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     energy_wh REAL NOT NULL DEFAULT 0,
@@ -75,6 +77,7 @@ class JobRecord:
     state: JobState
     state_reason: str
     frame_count: int
+    fps: tuple[int, int]
     work_estimate: float
     frames_done: int
     attempts: int
@@ -138,7 +141,8 @@ class JobStore:
     # ----------------------------------------------------------- writes
     def create_job(self, upload_dir: Path, *, project: str, shot: str, version: int, request_id: str,
                    shot_sha256: str, backend: str, frame_count: int, work_estimate: float,
-                   generation: GenerationSettings, scheduling: SchedulingSettings) -> tuple[JobRecord, bool]:
+                   generation: GenerationSettings, scheduling: SchedulingSettings,
+                   fps: tuple[int, int] = (24, 1)) -> tuple[JobRecord, bool]:
         """Move a complete upload into place and insert its job.
 
         Returns (job, created). When ``request_id`` is already known for the
@@ -153,10 +157,10 @@ class JobStore:
                 os.replace(upload_dir, self.job_dir(job_id))
                 self._db.execute(
                     "INSERT INTO jobs (job_id, project, shot, version, request_id, shot_sha256, backend, state,"
-                    " frame_count, work_estimate, generation, scheduling, created, updated)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " frame_count, fps_numerator, fps_denominator, work_estimate, generation, scheduling,"
+                    " created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (job_id, project, shot, version, request_id, shot_sha256, backend, JobState.QUEUED.value,
-                     frame_count, work_estimate, json.dumps(generation.to_dict()), json.dumps(scheduling.to_dict()), now, now),
+                     frame_count, fps[0], fps[1], work_estimate, json.dumps(generation.to_dict()), json.dumps(scheduling.to_dict()), now, now),
                 )
                 return self.get(job_id), True
         shutil.rmtree(upload_dir, ignore_errors=True)
@@ -320,6 +324,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         job_id=row["job_id"], project=row["project"], shot=row["shot"], version=row["version"],
         request_id=row["request_id"], shot_sha256=row["shot_sha256"], backend=row["backend"],
         state=JobState(row["state"]), state_reason=row["state_reason"], frame_count=row["frame_count"],
+        fps=(row["fps_numerator"], row["fps_denominator"]),
         work_estimate=row["work_estimate"],
         frames_done=row["frames_done"], attempts=row["attempts"], energy_wh=row["energy_wh"],
         generation=GenerationSettings.from_dict(json.loads(row["generation"])),

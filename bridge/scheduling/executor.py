@@ -174,19 +174,24 @@ class LocalExecutor:
             with self._lock:
                 self._running.pop(job_id, None)
             self.store.add_energy(job_id, joules_to_wh(self.meter.read().joules - attempt.start_joules))
-        wall_s = time.monotonic() - attempt.started
         if self._stopping.is_set() and error is None and attempt.cancelled:
             return  # bridge shutting down: leave it running; recovery re-queues it
+        self._conclude(job, attempt, error)
+
+    def _conclude(self, job: JobRecord, attempt: _Attempt, error: str | None) -> None:
+        """End an attempt: cancelled, failed, or completed when every frame is stored."""
+        wall_s = time.monotonic() - attempt.started
         if attempt.cancelled:
-            self._finish(job_id, JobState.CANCELLED, wall_s, "cancelled by request")
+            self._finish(job.job_id, JobState.CANCELLED, wall_s, "cancelled by request")
         elif error is not None:
-            self._finish(job_id, JobState.FAILED, wall_s, error)
+            self._finish(job.job_id, JobState.FAILED, wall_s, error)
         else:
-            missing = job.frame_count - len(self.store.frames(job_id))
+            missing = job.frame_count - len(self.store.frames(job.job_id))
             if missing:
-                self._finish(job_id, JobState.FAILED, wall_s, f"backend {job.backend!r} ended with {missing} frames missing")
+                self._finish(job.job_id, JobState.FAILED, wall_s,
+                             f"backend {job.backend!r} ended with {missing} frames missing")
             else:
-                self._finish(job_id, JobState.COMPLETED, wall_s, "")
+                self._finish(job.job_id, JobState.COMPLETED, wall_s, "")
 
     def _finish(self, job_id: str, state: JobState, wall_s: float, reason: str) -> None:
         job = self.store.get(job_id)
@@ -208,11 +213,7 @@ class LocalExecutor:
         """Final accounting (docs/energy.md): frames share the job's energy in
         proportion to the work the backend reported for each; shares sum to
         the job total exactly."""
-        from ..proto.greenlight.v1 import shot_pb2
-
-        msg = shot_pb2.Shot()
-        msg.ParseFromString(self.store.shot_path(job.job_id).read_bytes())
-        fps = (msg.fps.numerator, msg.fps.denominator)
+        fps = job.fps
         frames = self.store.frames(job.job_id)
         total_wh = job.energy_wh
         works = [f.work for f in frames]

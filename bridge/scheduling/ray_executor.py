@@ -320,21 +320,11 @@ class RayExecutor(LocalExecutor):
             with self._lock:
                 self._running.pop(job_id, None)
             self.store.add_energy(job_id, max(attempt.remote_wh, attempt.frames_wh))
-        wall_s = time.monotonic() - attempt.started
         if self._stopping.is_set() and attempt.cancelled:
             return  # bridge shutting down: leave it running; recovery re-queues it
         with self._lock:
             self._report_meters[job_id] = _FixedMeter(attempt.remote_wh, attempt.measured, attempt.meter_name)
-        if attempt.cancelled:
-            self._finish(job_id, JobState.CANCELLED, wall_s, "cancelled by request")
-        elif error is not None:
-            self._finish(job_id, JobState.FAILED, wall_s, error)
-        else:
-            missing = job.frame_count - len(self.store.frames(job_id))
-            if missing:
-                self._finish(job_id, JobState.FAILED, wall_s, f"backend {job.backend!r} ended with {missing} frames missing")
-            else:
-                self._finish(job_id, JobState.COMPLETED, wall_s, "")
+        self._conclude(job, attempt, error)
 
     def _drain(self, attempt: _RayAttempt) -> str | None:
         """Follow the remote generator until it ends; returns the job's error."""

@@ -114,7 +114,8 @@ class JobManager:
             job, created = self.store.create_job(
                 upload_dir, project=shot.tags.project, shot=shot.tags.shot, version=shot.tags.version,
                 request_id=request_id, shot_sha256=sha256_hex, backend=backend.id, frame_count=shot.frame_count,
-                work_estimate=work, generation=generation, scheduling=scheduling)
+                work_estimate=work, generation=generation, scheduling=scheduling,
+                fps=(shot.fps.numerator, shot.fps.denominator))
         except BaseException:
             shutil.rmtree(upload_dir, ignore_errors=True)
             raise
