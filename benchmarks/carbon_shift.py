@@ -30,7 +30,7 @@ import json
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ from bridge.energy.signals import IntensityPoint  # noqa: E402
 from bridge.scheduling.carbon_planner import PlanJob, PlanSite, default_margin, plan  # noqa: E402
 from bridge.scheduling.forecast import build_step_forecast  # noqa: E402
 
-UTC = timezone.utc
+UTC = UTC
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "carbon-intensity"
 REGIONS = {"gb": "gb_2020.csv", "fr": "fr_2020.csv"}
 DURATIONS_H = (0.5, 2.0, 4.0)
@@ -113,7 +113,8 @@ def main() -> int:
             for _ in range(JOBS_PER_DURATION):
                 submit = datetime.fromtimestamp(float(rng.integers(int(lo / 60), int(hi / 60)) * 60), UTC)
                 deadline = submit + d + SLACK
-                cost = lambda t0: kwh * float(t_true.window_mean([t0], d_s)[0])  # noqa: E731
+                def cost(t0, kwh=kwh, t_true=t_true, d_s=d_s):
+                    return kwh * float(t_true.window_mean([t0], d_s)[0])
                 sums["a"] += cost(submit.timestamp())
                 for key, fc in (("b", t_true), ("c", noisy[region])):
                     site = PlanSite(region, region.upper(), 1.0, 1, fc)

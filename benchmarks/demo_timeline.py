@@ -46,9 +46,10 @@ TARGET_NON_GENERATION = 0.15
 
 
 def run_job(shot_path: Path, generation, data_dir: Path, out: Path) -> dict:
-    from bridge.client import BridgeClient, EventKind
+    from bridge.client import BridgeClient
     from bridge.client.animatic import write_mp4
     from bridge.client.client import frame_name
+    from bridge.jobs.model import EventKind, JobState
     from bridge.server.app import create_server
     from bridge.server.config import BridgeConfig
     from bridge.shot.files import load_shot
@@ -74,18 +75,18 @@ def run_job(shot_path: Path, generation, data_dir: Path, out: Path) -> dict:
             final = None
             for event in client.watch(job.job_id):
                 now = time.perf_counter()
-                if event.kind is EventKind.STATUS and event.status.state == "running":
-                    marks.setdefault("running", now)
+                if event.kind is EventKind.STATUS and event.status.state is JobState.RUNNING:
+                    marks.setdefault("started", now)
                 elif event.kind is EventKind.PROGRESS:
-                    marks.setdefault("running", now)   # a progress event implies running
-                    if event.stage == "denoising":
-                        step_times[event.step] = now
+                    marks.setdefault("started", now)   # a progress event implies running
+                    if event.progress.stage == "denoising":
+                        step_times[event.progress.step] = now
                 elif event.kind is EventKind.FRAME:
                     marks.setdefault("first_frame", now)
                     marks["last_frame"] = now
-                    frames_bytes += len(event.png)
+                    frames_bytes += len(event.image)
                     w0 = time.perf_counter()
-                    (out / frame_name(event.index)).write_bytes(event.png)
+                    (out / frame_name(event.frame.index)).write_bytes(event.image)
                     write_s += time.perf_counter() - w0
                 if event.kind.terminal:
                     final = event
@@ -94,12 +95,12 @@ def run_job(shot_path: Path, generation, data_dir: Path, out: Path) -> dict:
                 raise SystemExit(f"job {job.job_id} ended {final.kind if final else 'without a final event'}: "
                                  f"{final.message if final else ''}")
             i0 = time.perf_counter()
-            (out / "report.json").write_text(json.dumps(final.report, indent=1))
+            (out / "report.json").write_text(json.dumps(final.report.to_dict(), indent=1, allow_nan=False))
             mp4 = write_mp4(sorted(out.glob("frame_*.png")), shot.fps.fraction, out / "animatic.mp4")
             t["import"] = time.perf_counter() - i0
     finally:
         bridge.stop(grace=0)
-    running = marks.get("running", c3)
+    running = marks.get("started", c3)
     t["queue"] = running - c3
     t["generation"] = marks["last_frame"] - running
     t["stream tail"] = marks["final"] - marks["last_frame"]
@@ -119,9 +120,10 @@ def run_job(shot_path: Path, generation, data_dir: Path, out: Path) -> dict:
         "frame writes (overlapped)": write_s,
         "mean denoising step": mean_step,
     }
-    return {"segments": t, "sub": sub, "frames": final.report["frames"], "mp4": str(mp4),
-            "frames_mb": frames_bytes / 1e6, "report_wall_s": final.report["wall_s"],
-            "energy_wh": final.report["energy"]["energy_wh"], "measured": final.report["energy"]["measured"]}
+    report = final.report
+    return {"segments": t, "sub": sub, "frames": report.frames, "mp4": str(mp4),
+            "frames_mb": frames_bytes / 1e6, "report_wall_s": report.wall_s,
+            "energy_wh": report.energy.energy_wh, "measured": report.energy.measured}
 
 
 ORDER = ("extraction", "load shot", "bridge start", "upload", "queue", "generation", "stream tail", "import")
@@ -159,7 +161,8 @@ def main() -> int:
                                          cache_dir=tmp / "cache", force=True)
         extraction = time.perf_counter() - t0
         inner = rendered.timings
-        print(f"extraction: {extraction:.2f} s (import bpy {inner['import_bpy']:.2f}, build scene {inner['build']:.2f}, "
+        print(f"extraction: {extraction:.2f} s (import bpy {inner['import_bpy']:.2f}, "
+              f"build scene {inner['build']:.2f}, "
               f"pass render + pose {inner['extract']:.2f} = {inner['extract'] / FRAMES * 1000:.0f} ms/frame, "
               f"save .glshot {inner['save']:.2f}); {rendered.path.stat().st_size / 1e6:.1f} MB; "
               f"rig: {rendered.info.get('rigs')}", flush=True)

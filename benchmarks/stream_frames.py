@@ -55,7 +55,7 @@ import numpy as np
 from bridge.backends import default_backends
 from bridge.backends.base import Backend, BackendInfo, JobContext
 from bridge.client.client import BridgeClient
-from bridge.client.events import EventKind
+from bridge.jobs.model import EventKind, JobState
 from bridge.server.app import RunningBridge, create_server
 from bridge.server.config import BridgeConfig
 from bridge.shot.model import Shot
@@ -108,12 +108,12 @@ def wait_completed(client: BridgeClient, job_id: str, timeout_s: float = 120.0) 
     deadline = time.monotonic() + timeout_s
     while True:
         job = client.job(job_id)
-        if job.state == "completed":
+        if job.state is JobState.COMPLETED:
             return
-        if job.state in ("failed", "cancelled"):
-            raise RuntimeError(f"job {job_id} ended {job.state}: {job.state_reason}")
+        if job.state.terminal:
+            raise RuntimeError(f"job {job_id} ended {job.state.value}: {job.state_reason}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"job {job_id} still {job.state} after {timeout_s:.0f} s")
+            raise TimeoutError(f"job {job_id} still {job.state.value} after {timeout_s:.0f} s")
         time.sleep(0.1)
 
 
@@ -123,7 +123,7 @@ def grpc_transfer(client: BridgeClient, job_id: str) -> tuple[float, int, int]:
     t0 = time.perf_counter()
     for event in client.watch(job_id):
         if event.kind is EventKind.FRAME:
-            payload += len(event.png)
+            payload += len(event.image)
             frames += 1
         if event.kind.terminal:
             break
@@ -198,7 +198,7 @@ def measure_throughput(tmp: Path) -> dict:
             records = bridge.manager.store.frames(job_id)
             if len(records) != NOISE_FRAMES:
                 raise RuntimeError(f"expected {NOISE_FRAMES} stored frames, got {len(records)}")
-            paths = [r.path for r in records]
+            paths = [bridge.manager.store.frame_file(job_id, r) for r in records]
             sizes = [p.stat().st_size for p in paths]
             total_bytes = sum(sizes)
             raw = RawServer(paths)

@@ -21,8 +21,8 @@ def bridge(module: str):
 
 
 # numpy-only modules every part of the add-on uses; the gRPC client (grpcio)
-# is imported on demand by ``client_module()`` so pass extraction works
-# without it.
+# is imported on demand by ``client_module()`` (and by
+# ``client_settings.make_client``) so pass extraction works without it.
 errors = bridge("errors")
 model = bridge("shot.model")
 camera = bridge("shot.camera")
@@ -30,6 +30,9 @@ pose = bridge("shot.pose")
 rigs = bridge("shot.rigs")
 request = bridge("shot.request")
 validation = bridge("shot.validation")
+tags = bridge("shot.tags")
+client_settings = bridge("client.settings")
+jobs = bridge("jobs.model")          # JobState, JobEvent, JobReport: the job vocabulary
 
 
 def client_module():

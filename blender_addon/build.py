@@ -5,9 +5,10 @@
     python -m blender_addon.build --wheels-dir WHEELS   # + the wheels already in WHEELS
     python -m blender_addon.build --split-platforms     # one zip per platform (with wheels)
 
-The build copies (never hand-copies) the engine-free modules ``bridge/
-__init__.py``, ``bridge/errors.py``, ``bridge/shot``, ``bridge/client`` and
-``bridge/proto`` into ``_vendor/bridge`` inside the extension; the one
+The build copies (never hand-copies) the engine-free modules listed in
+``bridge/vendoring.py`` (``bridge/__init__.py``, ``bridge/errors.py``,
+``bridge/shot``, ``bridge/client`` and ``bridge/proto``; the Unreal build
+uses the same list) into ``_vendor/bridge`` inside the extension; the one
 rewrite is the generated stubs' absolute ``from bridge.proto.greenlight.v1
 import`` into a relative import so the vendored copy never collides with an
 installed ``greenlight``. Wheels are listed in the manifest's ``wheels``
@@ -33,13 +34,12 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from bridge.vendoring import vendor_bridge
+
 ADDON = Path(__file__).resolve().parent
 REPO = ADDON.parent
-BRIDGE = REPO / "bridge"
-VENDORED = ("__init__.py", "errors.py", "shot", "client", "proto")
-SKIP_VENDORED = {"codegen.py"}   # proto/codegen.py needs grpc_tools; not for Blender
 ADDON_EXCLUDE = {"build.py"}
-WHEELS = {"grpcio": "1.85.1", "protobuf": "7.36.2", "typing_extensions": "4.15.0"}
+WHEELS = {"grpcio": "1.85.1", "protobuf": "7.36.2", "typing_extensions": "4.15.0", "googleapis-common-protos": "1.76.0"}
 PY_VERSION = "3.11"
 # Blender platform -> pip --platform tags, best first.
 PLATFORMS = {
@@ -49,7 +49,6 @@ PLATFORMS = {
     "macos-x64": ["macosx_11_0_universal2", "macosx_10_14_x86_64", "macosx_10_9_universal2"],
     "windows-x64": ["win_amd64"],
 }
-_STUB_IMPORT = re.compile(r"^from bridge\.proto\.greenlight\.v1 import ", re.M)
 
 
 class BuildError(RuntimeError):
@@ -65,16 +64,6 @@ def blender_ext_script() -> Path | None:
     return hits[-1] if hits else None
 
 
-def _copy_tree(src: Path, dst: Path, skip: set[str] = frozenset()) -> None:
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
-        if "__pycache__" in rel.parts or path.suffix == ".pyc" or path.name in skip or path.is_dir():
-            continue
-        out = dst / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, out)
-
-
 def stage(staging: Path, wheels: list[Path]) -> Path:
     """Lay out the extension source tree in ``staging``; returns it."""
     if staging.exists():
@@ -88,14 +77,7 @@ def stage(staging: Path, wheels: list[Path]) -> Path:
     vendor = staging / "_vendor"
     (vendor / "bridge").mkdir(parents=True)
     (vendor / "__init__.py").write_text('"""Modules copied from the Greenlight repository by build.py."""\n')
-    for name in VENDORED:
-        src = BRIDGE / name
-        if src.is_dir():
-            _copy_tree(src, vendor / "bridge" / name, SKIP_VENDORED)
-        else:
-            shutil.copy2(src, vendor / "bridge" / name)
-    for stub in (vendor / "bridge" / "proto").rglob("*_pb2*.py*"):
-        stub.write_text(_STUB_IMPORT.sub("from . import ", stub.read_text()))
+    vendor_bridge(vendor / "bridge", relative_stub_imports=True)
     manifest = (staging / "blender_manifest.toml").read_text()
     if wheels:
         (staging / "wheels").mkdir()

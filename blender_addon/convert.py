@@ -9,21 +9,19 @@ is pixels, y up, ``Z,W`` = position now minus next frame.
 
 from __future__ import annotations
 
-import re
 from fractions import Fraction
 
 import numpy as np
 
-from ._deps import errors, model
+from ._deps import errors, model, tags
 
 BACKGROUND_DEPTH_M = 1e9   # Cycles writes 1e10 where no surface is hit
-_TAG_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def camera_sample(name: str, *, matrix_world, cam_type: str, lens_mm: float, sensor_width_mm: float,
                   sensor_height_mm: float, sensor_fit: str, clip_start_m: float, clip_end_m: float,
                   focus_distance_m: float, shift_x: float, shift_y: float,
-                  pixel_aspect: float = 1.0) -> "model.CameraSample":
+                  pixel_aspect: float = 1.0) -> model.CameraSample:
     """A CameraSample from a Blender camera's evaluated values.
 
     Scale on the camera's world matrix is removed, as Blender's renderer
@@ -50,7 +48,8 @@ def camera_sample(name: str, *, matrix_world, cam_type: str, lens_mm: float, sen
     axes = m[:3, :3]
     scale = np.linalg.norm(axes, axis=0)
     if np.any(scale < 1e-9):
-        raise errors.InvalidArgumentError(f"camera {name!r} has zero scale on an axis: fix the camera's (or a parent's) scale")
+        raise errors.InvalidArgumentError(
+            f"camera {name!r} has zero scale on an axis: fix the camera's (or a parent's) scale")
     rot = axes / scale
     if np.abs(rot.T @ rot - np.eye(3)).max() > 1e-5:
         raise errors.InvalidArgumentError(
@@ -76,7 +75,7 @@ def focus_distance_m(camera_matrix, focus_point=None, focus_distance: float = 0.
     return max(float(-local[2]), 0.0)
 
 
-def fps(fps_value: int, fps_base: float) -> "model.Fps":
+def fps(fps_value: int, fps_base: float) -> model.Fps:
     """Blender stores 23.976 as fps=24, fps_base=1.001: keep it exact."""
     frac = Fraction(int(fps_value)) / Fraction(str(round(float(fps_base), 6)))
     frac = frac.limit_denominator(1001)
@@ -111,7 +110,7 @@ def pass_resolution(render_x: int, render_y: int, percentage: int, scale: float,
 
 def tag(text: str, what: str) -> str:
     """A tag-safe name ('My Shot 1' -> 'My_Shot_1'); refuses an empty result."""
-    cleaned = _TAG_BAD.sub("_", text.strip()).strip("._-")[:64]
+    cleaned = tags.safe_tag(text)
     if not cleaned:
         raise errors.InvalidArgumentError(f"{what} {text!r} has no letters or digits to name the shot with")
     return cleaned

@@ -2,7 +2,9 @@
 report, and optionally place the strip and save the file. For CI.
 
 From Blender:
-    blender -b scene.blend --python-expr "from bl_ext.user_default.greenlight import headless; headless.main()" -- --address 127.0.0.1:50151 --out out
+    blender -b scene.blend \\
+        --python-expr "from bl_ext.user_default.greenlight import headless; headless.main()" \\
+        -- --address 127.0.0.1:50151 --out out
 From Python with the bpy module (repository checkout):
     python -c "from blender_addon.headless import render_and_submit; render_and_submit('scene.blend')"
 
@@ -36,7 +38,7 @@ def render_and_submit(blend_path: str | None, camera: str | None = None, frame_r
     import bpy
 
     from . import host
-    from ._deps import errors, request
+    from ._deps import errors, jobs, request
     from .jobs import new_worker
     from .settings import BridgeSettings, ExtractSettings, JobSettings
 
@@ -73,31 +75,34 @@ def render_and_submit(blend_path: str | None, camera: str | None = None, frame_r
     worker.start()
     deadline = time.monotonic() + timeout_s
     final, error, job_id = None, None, ""
+    Kind = jobs.EventKind
     while worker.is_alive() or not updates.empty():
         try:
             u = updates.get(timeout=0.1)
         except queue.Empty:
             if time.monotonic() > deadline:
-                raise errors.GreenlightError(f"job {job_id or '?'}: no result within {timeout_s:.0f} s")
+                raise errors.GreenlightError(f"job {job_id or '?'}: no result within {timeout_s:.0f} s") from None
             continue
         job_id = u.job_id or job_id
-        if u.kind == "error":
-            error = u.message
-        if u.kind in ("completed", "failed", "cancelled"):
+        if u.kind is Kind.ERROR:
+            error = u.error
+        if u.kind in (Kind.COMPLETED, Kind.FAILED, Kind.CANCELLED):
             final = u
         if place_strip and hasattr(sc, "greenlight"):
-            host.apply_update_in_blender(sc, meta, u)
-    if error and final is None:
-        raise errors.BridgeUnavailableError(error) if "cannot reach" in error else errors.GreenlightError(error)
-    if final is None or final.kind != "completed":
-        kind = final.kind if final else "lost"
-        raise errors.BackendError(f"job {job_id} {kind}: {final.message if final else error}")
+            host.apply_event_in_blender(sc, meta, u)
+    if final is None:
+        if error is not None:
+            raise error.to_exception()     # the class the client rebuilt: exit code by class, never by text
+        raise errors.BackendError(f"job {job_id}: the worker ended without a result")
+    if final.kind is not Kind.COMPLETED:
+        raise errors.BackendError(f"job {job_id} {final.kind.value}: {final.message}")
     frames = sorted(folder.glob("frame_*.png"))
     mp4 = None
     if write_mp4 and frames:
         try:
             from ._deps import bridge as bridge_module
-            mp4 = str(bridge_module("client.animatic").write_mp4(frames, shot_obj.fps.fraction, folder / "animatic.mp4"))
+            mp4 = str(bridge_module("client.animatic").write_mp4(frames, shot_obj.fps.fraction,
+                                                                 folder / "animatic.mp4"))
         except ImportError:  # imageio-ffmpeg is not in Blender's Python: frames + report only
             mp4 = None
     if save_blend and bpy.data.filepath:
@@ -138,17 +143,11 @@ def main(argv: list[str] | None = None) -> int:
                                     out=args.out, scene=args.scene, project=args.project, shot=args.shot,
                                     backend=args.backend, seed=args.seed, resolution_scale=args.scale,
                                     token=args.token, tls=args.tls, save_blend=args.save)
-    except errors.BridgeUnavailableError as exc:
-        print(f"greenlight: {exc}", file=sys.stderr)
-        return 3
-    except errors.BackendError as exc:
-        print(f"greenlight: {exc}", file=sys.stderr)
-        return 1
     except errors.GreenlightError as exc:
         print(f"greenlight: {exc}", file=sys.stderr)
-        return 2
+        return errors.exit_code(exc)     # by class: unreachable 3, job failed 1, refused 2
     print(json.dumps({k: v for k, v in summary.items() if k != "report"}))
-    return 0
+    return errors.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ import os
 import shutil
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 
 import bpy
 import numpy as np
 
 from . import convert
-from ._deps import errors, model, pose, rigs, validation
+from ._deps import errors, jobs, model, pose, rigs, validation
 from .exr import read_exr
 from .settings import ExtractSettings
 
@@ -229,7 +230,8 @@ def shot_from_scene_in_blender(scene, settings: ExtractSettings, view_layer_name
     shot = model.Shot(
         tags=tags, fps=convert.fps(r.fps, r.fps_base), width=width, height=height, frames=tuple(out),
         frame_start=start, depth_background="inf", pass_methods=methods,
-        source=f"blender {bpy.app.version_string}: {os.path.basename(blend) or 'unsaved'} / {scene.name} / {cam_obj.name}")
+        source=(f"blender {bpy.app.version_string}: {os.path.basename(blend) or 'unsaved'} / "
+                f"{scene.name} / {cam_obj.name}"))
     validation.validate_shot(shot)
     log.info("extracted %s: %d frames %dx%d, sample %.2fs, passes %.2fs", tags.label, len(frames), width, height,
              t_sample - t0, t_render - t_sample)
@@ -260,7 +262,7 @@ def next_version_in_blender(scene, shot: str) -> int:
 
 def settings_from_scene_in_blender(scene):
     """The panel's properties as (ExtractSettings, JobSettings)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from ._deps import request
     from .settings import JobSettings
@@ -278,7 +280,7 @@ def settings_from_scene_in_blender(scene):
                                             seed=g.seed, steps=g.steps, controls=controls)
     if g.priority == "BATCH":
         scheduling = request.SchedulingSettings(
-            job_class="batch", deadline=datetime.now(timezone.utc) + timedelta(hours=g.deadline_hours))
+            job_class="batch", deadline=datetime.now(UTC) + timedelta(hours=g.deadline_hours))
     else:
         scheduling = request.SchedulingSettings()
     request.validate_generation(generation)
@@ -353,47 +355,45 @@ def set_strip_properties_in_blender(strip, rec) -> None:
     strip["greenlight_energy_measured"] = rec.measured
 
 
-def apply_update_in_blender(scene, meta: dict, update) -> None:
-    """Apply one worker Update to ``scene`` (main thread)."""
-    rec = job_record_in_blender(scene, update.job_id) if update.job_id else None
-    if update.kind == "accepted":
+def apply_event_in_blender(scene, meta: dict, event) -> None:
+    """Apply one worker ``JobEvent`` to ``scene`` (main thread)."""
+    Kind, State = jobs.EventKind, jobs.JobState
+    rec = job_record_in_blender(scene, event.job_id) if event.job_id else None
+    if event.kind is Kind.ACCEPTED and event.status is not None:
         if rec is None:
-            rec = add_job_record_in_blender(scene, dict(meta, job_id=update.job_id,
-                                                        backend=update.info.get("backend", meta.get("backend", ""))))
-        rec.state = update.info.get("state", "queued")
-        rec.message = update.info.get("scheduling_reason", "")
+            rec = add_job_record_in_blender(scene, dict(meta, job_id=event.job_id,
+                                                        backend=event.status.backend or meta.get("backend", "")))
+        rec.state = event.status.state.value
+        rec.message = event.status.scheduling_reason
         return
     if rec is None:
         return  # an error before the bridge accepted: nothing in the file changes
-    if update.kind == "frame":
-        rec.frames_done = max(rec.frames_done, update.index + 1)
-        rec.energy_wh += update.energy_wh
-        rec.co2e_g += update.co2e_g
-        rec.state = "running"
+    if event.kind is Kind.FRAME and event.frame is not None:
+        rec.frames_done = max(rec.frames_done, event.frame.index + 1)
+        rec.energy_wh += event.frame.energy_wh
+        rec.co2e_g += event.frame.co2e_g_location
+        rec.state = State.RUNNING.value
         place_frames_in_blender(scene, rec)
-    elif update.kind == "progress":
-        if update.frame_count:
-            rec.frame_count = update.frame_count
-        if update.message in ("queued", "scheduled", "running"):
-            rec.state = update.message
-        if update.info.get("scheduling_reason"):
-            rec.message = update.info["scheduling_reason"]   # e.g. "waiting for a greener window until 03:30 ..."
-    elif update.kind == "completed":
-        report = update.report or {}
-        energy = report.get("energy", {})
-        rec.state = "completed"
-        rec.energy_wh = float(energy.get("energy_wh", rec.energy_wh))
-        rec.co2e_g = float(energy.get("co2e_g_location", rec.co2e_g))
-        rec.measured = bool(energy.get("measured", False))
-        rec.sci = float(report.get("sci") or 0.0)
-        rec.sci_unit = str(report.get("sci_unit") or "")
-        rec.message = f"{report.get('frames', rec.frames_done)} frames"
+    elif event.kind is Kind.STATUS and event.status is not None:
+        if event.status.frame_count:
+            rec.frame_count = event.status.frame_count
+        if event.status.state.active:
+            rec.state = event.status.state.value
+        if event.status.scheduling_reason:
+            rec.message = event.status.scheduling_reason   # e.g. "waiting for a greener window until 03:30 ..."
+    elif event.kind is Kind.COMPLETED and event.report is not None:
+        report = event.report
+        rec.state = State.COMPLETED.value
+        rec.energy_wh = report.energy.energy_wh
+        rec.co2e_g = report.energy.co2e_g_location
+        rec.measured = report.energy.measured
+        rec.sci = report.sci or 0.0
+        rec.sci_unit = report.sci_unit
+        rec.message = f"{report.frames} frames"
         strip = place_frames_in_blender(scene, rec)
         if strip is not None:
             set_strip_properties_in_blender(strip, rec)
-    elif update.kind in ("failed", "cancelled"):
-        rec.state = update.kind
-        rec.message = update.message
-    elif update.kind == "error":
-        rec.state = "detached"
-        rec.message = update.message
+    elif event.kind in (Kind.FAILED, Kind.CANCELLED, Kind.ERROR):
+        state = event.kind.state
+        rec.state = state.value if state is not None else State.DETACHED.value
+        rec.message = event.message

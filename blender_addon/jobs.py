@@ -10,15 +10,11 @@ from __future__ import annotations
 import queue
 from pathlib import Path
 
-from ._deps import bridge, client_module
+from ._deps import bridge, client_settings
 from .settings import BridgeSettings, JobSettings
 
 ORIGIN = "Blender"
-
-
-def make_client(settings: BridgeSettings):
-    return client_module().BridgeClient(settings.address, token=settings.token or None, tls=settings.tls,
-                                        timeout_s=settings.timeout_s)
+make_client = client_settings.make_client   # BridgeSettings -> BridgeClient, shared with Unreal and the CLI
 
 
 def new_worker(settings: BridgeSettings, folder: Path, updates: queue.Queue, *, shot=None,

@@ -9,7 +9,7 @@ import logging
 import bpy
 
 from . import host, runtime
-from ._deps import errors
+from ._deps import errors, jobs
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class GREENLIGHT_OT_run_now(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         rec = _active_record(context)
-        return rec is not None and rec.state == "scheduled"
+        return rec is not None and rec.state == jobs.JobState.SCHEDULED.value
 
     def execute(self, context):
         import threading

@@ -9,8 +9,17 @@ import tempfile
 from pathlib import Path
 
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
-                       PointerProperty, StringProperty)
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+from ._deps import jobs
 
 ADDON_ID = __package__
 MAX_SEED = 2**31 - 1   # Blender int properties are 32-bit
@@ -55,7 +64,8 @@ class GreenlightJob(bpy.types.PropertyGroup):
     version: IntProperty(name="Version", min=1)
     backend: StringProperty(name="Backend")
     seed: IntProperty(name="Seed", min=0)
-    state: StringProperty(name="State", default="queued")
+    state: StringProperty(name="State", default=jobs.JobState.QUEUED.value,
+                          description="A bridge.jobs JobState value")
     message: StringProperty(name="Message")
     folder: StringProperty(name="Frames folder", subtype="DIR_PATH")
     frame_start: IntProperty(name="First frame")
@@ -73,7 +83,7 @@ class GreenlightJob(bpy.types.PropertyGroup):
 
     @property
     def finished(self) -> bool:
-        return self.state in ("completed", "failed", "cancelled")
+        return jobs.JobState.parse(self.state).terminal
 
 
 class GreenlightSettings(bpy.types.PropertyGroup):

@@ -12,16 +12,16 @@ from pathlib import Path
 import bpy
 
 from . import host
+from ._deps import jobs
 from .jobs import new_worker
 from .settings import check_online_access
 
 log = logging.getLogger(__name__)
 
-UPDATES: "queue.Queue" = queue.Queue()
+UPDATES: queue.Queue = queue.Queue()
 WORKERS: dict = {}      # key -> bridge.client.worker.JobWorker
 META: dict[str, dict] = {}              # key -> job record fields known at submit, plus "scene"
 INTERVAL_S = 0.2
-UNFINISHED = ("queued", "scheduled", "running", "detached")
 
 
 def set_status(text: str) -> None:
@@ -34,23 +34,24 @@ def drain() -> float | None:
     """Apply every queued update; the timer keeps running while workers do."""
     while True:
         try:
-            update = UPDATES.get_nowait()
+            event = UPDATES.get_nowait()
         except queue.Empty:
             break
-        meta = META.get(update.key, {})
+        meta = META.get(event.key, {})
         scene = bpy.data.scenes.get(meta.get("scene", ""))
-        if update.kind in ("error", "warning"):
-            log.log(logging.ERROR if update.kind == "error" else logging.WARNING, "job %s: %s",
-                    update.job_id or update.key, update.message)
-            set_status(f"Greenlight: {update.message}")
-        elif update.kind == "accepted":
-            set_status(f"Greenlight: {meta.get('shot')}/v{meta.get('version', 0):03d} accepted as job {update.job_id}")
-        elif update.kind == "frame":
-            set_status(f"Greenlight: job {update.job_id}: frame {update.index + 1}/{meta.get('frame_count', '?')}")
-        elif update.kind in ("completed", "failed", "cancelled"):
-            set_status(f"Greenlight: job {update.job_id} {update.kind} {update.message}".rstrip())
+        Kind = jobs.EventKind
+        if event.kind in (Kind.ERROR, Kind.WARNING):
+            log.log(logging.ERROR if event.kind is Kind.ERROR else logging.WARNING, "job %s: %s",
+                    event.job_id or event.key, event.message)
+            set_status(f"Greenlight: {event.message}")
+        elif event.kind is Kind.ACCEPTED:
+            set_status(f"Greenlight: {meta.get('shot')}/v{meta.get('version', 0):03d} accepted as job {event.job_id}")
+        elif event.kind is Kind.FRAME and event.frame is not None:
+            set_status(f"Greenlight: job {event.job_id}: frame {event.frame.index + 1}/{meta.get('frame_count', '?')}")
+        elif event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.CANCELLED):
+            set_status(f"Greenlight: job {event.job_id} {event.kind.value} {event.message}".rstrip())
         if scene is not None:
-            host.apply_update_in_blender(scene, meta, update)
+            host.apply_event_in_blender(scene, meta, event)
     _redraw()
     for key in [k for k, w in WORKERS.items() if not w.is_alive()]:
         WORKERS.pop(key)
@@ -112,7 +113,7 @@ def reattach_on_load(_filepath="") -> None:
         if not hasattr(scene, "greenlight"):
             continue
         for rec in scene.greenlight.jobs:
-            if rec.state in UNFINISHED and worker_for(rec.job_id) is None:
+            if jobs.JobState.parse(rec.state) in jobs.UNFINISHED and worker_for(rec.job_id) is None:
                 try:
                     attach_job(scene, rec, replace(bridge, address=rec.address or bridge.address))
                 except Exception as exc:  # never break file loading

@@ -8,7 +8,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._deps import errors, request
+from ._deps import client_settings, errors, request
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,11 @@ class ExtractSettings:
 
 
 @dataclass(frozen=True)
-class BridgeSettings:
-    """How to reach the bridge (from the add-on preferences)."""
+class BridgeSettings(client_settings.BridgeSettings):
+    """How to reach the bridge (the shared ``bridge.client.settings``
+    fields, from the add-on preferences) and where its frames land."""
 
-    address: str = "127.0.0.1:50151"
-    tls: bool = False
-    token: str = ""
     cache_dir: str = ""           # frames land in cache_dir/project/shot/vNNN
-    timeout_s: float = 30.0
 
     def frames_folder(self, project: str, shot: str, version: int) -> Path:
         if not self.cache_dir:

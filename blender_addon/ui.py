@@ -68,7 +68,8 @@ def draw_panel(layout, context):
             if rec.sci_unit:
                 box.label(text=f"SCI {rec.sci:.4g} {rec.sci_unit}")
             if not rec.finished:
-                box.progress(factor=rec.frames_done / max(rec.frame_count, 1), text=f"{rec.frames_done}/{rec.frame_count}")
+                box.progress(factor=rec.frames_done / max(rec.frame_count, 1),
+                             text=f"{rec.frames_done}/{rec.frame_count}")
             row = box.row(align=True)
             row.operator("greenlight.cancel", icon="CANCEL")
             row.operator("greenlight.run_now", icon="PLAY")

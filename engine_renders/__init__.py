@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,6 +183,21 @@ def demo_shot(out_dir: str | Path, width: int = DEFAULT_WIDTH, height: int = DEF
             "the demo's engine-rendered shot needs Blender's Python module (pip install 'greenlight[blender]'); "
             "falling back to the synthetic sample shot")
     return render_sample(DEMO_SAMPLE, out_dir, width=width, height=height, frames=frames, cache_dir=cache_dir)
+
+
+@dataclass(frozen=True)
+class DemoEntry:
+    """What ``greenlight demo`` takes from this package, through the
+    ``greenlight.commands`` entry point ``demo-shot`` (the core ``bridge``
+    package never imports ``engine_renders``)."""
+
+    description: str                            # of sample shot (a)
+    render: Callable[..., Path]                 # demo_shot(out_dir, width=, height=, frames=)
+    unavailable: type[GreenlightError]          # what render raises without bpy: use the synthetic shot
+
+
+def demo_entry() -> DemoEntry:
+    return DemoEntry(SAMPLES[DEMO_SAMPLE], demo_shot, BlenderUnavailableError)
 
 
 def _render_in_child(name: str, width: int, height: int, frames: int, cache: Path, key: str, save_blend: bool,

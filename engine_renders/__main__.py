@@ -10,8 +10,9 @@ import argparse
 import sys
 import time
 
-from . import DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH, SAMPLES, render
 from bridge.errors import GreenlightError
+
+from . import DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH, SAMPLES, render
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=DEFAULT_WIDTH)
     p.add_argument("--height", type=int, default=DEFAULT_HEIGHT)
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
-    p.add_argument("--cache-dir", help="default: $GREENLIGHT_ENGINE_RENDERS_CACHE or ~/.cache/greenlight/engine_renders")
+    p.add_argument("--cache-dir",
+                   help="default: $GREENLIGHT_ENGINE_RENDERS_CACHE or ~/.cache/greenlight/engine_renders")
     p.add_argument("--force", action="store_true", help="render even when the cache has the shot")
     p.add_argument("--blend", action="store_true", help="also write OUT/NAME.blend (the scene as built)")
     args = p.parse_args(argv)

@@ -155,6 +155,7 @@ def scenario_plane(args):
     (the top-left quarter is background), a plane
     tilted 30 degrees about Y covers the right half."""
     import bpy
+
     from blender_addon import host
 
     scene = new_scene(args["width"], args["height"])
@@ -190,6 +191,7 @@ def scenario_pose(args):
     its left arm reaches out of frame. Also the shipped Human metarig is
     detected with its face keypoints."""
     import bpy
+
     from blender_addon import host
 
     import addon_utils  # importable once bpy is
@@ -221,6 +223,7 @@ def scenario_bad_input(args):
     """Each bad input raises a GreenlightError with a clear message and
     leaves the file unchanged (compared through a fingerprint)."""
     import bpy
+
     from blender_addon import host
     from blender_addon._deps import errors
 
@@ -306,7 +309,8 @@ def scenario_register(args):
         _enable_addon()
         out[f"enabled_{round_}"] = _registered()
         scene = bpy.context.scene
-        out[f"defaults_{round_}"] = {"backend": scene.greenlight.backend, "scale": round(scene.greenlight.resolution_scale, 3),
+        out[f"defaults_{round_}"] = {"backend": scene.greenlight.backend,
+                                     "scale": round(scene.greenlight.resolution_scale, 3),
                                      "address": bpy.context.preferences.addons["blender_addon"].preferences.address}
         addon_utils.disable("blender_addon", default_set=True, handle_error=_raise)
         out[f"disabled_{round_}"] = _registered()
@@ -453,7 +457,14 @@ def scenario_headless(args):
         return {"exit_code": code}
     summary = headless.render_and_submit(str(blend), frame_range=tuple(args["range"]), address=args["address"],
                                          out=args["out"], shot="hl010", project="ci")
-    summary["report_frames"] = summary.pop("report")["frames"]
+    report = summary.pop("report")     # a JobReport (bridge.jobs.model)
+    summary["report_frames"] = report.frames
+    summary["report_state"] = report.state.value
+    summary["report_energy_wh"] = report.energy.energy_wh
+    summary["report_parts_wh"] = [*(f.energy_wh for f in report.per_frame),
+                                  *(a.unattributed_wh for a in report.attempts)]
+    summary["report_per_frame"] = [f.index for f in report.per_frame]
+    summary["report_json"] = report.to_dict()
     return summary
 
 

@@ -4,6 +4,7 @@ downloads). Output pixels are noise; the tests check plumbing, determinism,
 streaming, cancel, long shots, controls and errors."""
 
 import dataclasses
+import math
 import os
 
 import numpy as np
@@ -232,8 +233,21 @@ def test_through_the_bridge_with_streamed_frames(tiny_profile, shot8, start_brid
         events = list(client.watch(job.job_id, include_previews=True))
         kinds = [e.kind for e in events]
         assert kinds[-1] is EventKind.COMPLETED, events[-1].message
-        assert [e.index for e in events if e.kind is EventKind.FRAME] == list(range(8))
+        frames = [e for e in events if e.kind is EventKind.FRAME]
+        assert [e.frame.index for e in frames] == list(range(8))
+        assert all(e.image.startswith(b"\x89PNG") for e in frames)
         assert EventKind.PREVIEW in kinds and EventKind.PROGRESS in kinds
+        previews = [e.preview for e in events if e.kind is EventKind.PREVIEW]
+        assert all(0 <= p.index < 8 and p.step >= 0 and p.png.startswith(b"\x89PNG") for p in previews)
+        # the energy of the shared denoising loop is charged to frames as they are decoded (each takes
+        # its share of what is pending, spread over the frames still to come), fixed then: the report's
+        # per-frame figures are the streamed ones, and its total their exact sum plus the attempt's rest
+        report = events[-1].report
+        assert [(f.index, f.energy_wh, f.co2e_g_location) for f in report.per_frame] == [
+            (e.frame.index, e.frame.energy_wh, e.frame.co2e_g_location) for e in frames]
+        assert all(e.frame.energy_wh > 0 for e in frames)
+        assert report.energy.energy_wh == math.fsum(
+            [*(f.energy_wh for f in report.per_frame), *(a.unattributed_wh for a in report.attempts)])
         # a profile whose weights are missing is refused at submit, with the component named
         with pytest.raises(PreconditionError, match="stable-diffusion-v1-5"):
             os.environ["HF_HOME"], old = str(tmp_path / "empty"), os.environ.get("HF_HOME")

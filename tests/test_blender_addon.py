@@ -3,11 +3,13 @@ bridge on a loopback port: registration, Generate -> VSE strip, bad input."""
 
 from __future__ import annotations
 
+import json
 import socket
 
+import pytest
 
+from bridge.jobs.model import JobReport, JobState
 from tests.blender_scenes import run_scenario
-
 
 
 def test_extension_registers_and_unregisters_cleanly():
@@ -50,6 +52,14 @@ def test_generate_places_a_12_frame_strip_with_job_properties(start_bridge, tmp_
         folder = cache / "spaceship" / "sh010" / f"v{version:03d}"
         assert sorted(p.name for p in folder.glob("frame_*.png")) == [f"frame_{i:05d}.png" for i in range(12)]
         assert (folder / "report.json").exists()
+        # the strip and the job record show the report's totals (Blender floats: single precision on the record)
+        report = JobReport.from_dict(json.loads((folder / "report.json").read_text()))
+        assert report.job_id == job["job_id"] and report.state is JobState.COMPLETED and report.frames == 12
+        assert props["greenlight_energy_wh"] == pytest.approx(report.energy.energy_wh, rel=1e-6)
+        assert props["greenlight_co2e_g"] == pytest.approx(report.energy.co2e_g_location, rel=1e-6)
+        assert props["greenlight_sci"] == pytest.approx(report.sci, rel=1e-6)
+        assert job["energy_wh"] == pytest.approx(report.energy.energy_wh, rel=1e-6)
+        assert job["co2e_g"] == pytest.approx(report.energy.co2e_g_location, rel=1e-6)
     assert by_name["sh010/v001"]["channel"] != by_name["sh010/v002"]["channel"]
     # The bridge saw the shot the add-on extracted.
     from bridge.client import BridgeClient

@@ -6,9 +6,7 @@ from __future__ import annotations
 import re
 import zipfile
 
-
 from tests.blender_scenes import run_scenario
-
 
 
 def test_built_zip_validates_installs_and_runs_on_its_vendored_bridge(tmp_path):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 import socket
 
-
 from tests.blender_scenes import run_scenario
-
 
 
 def test_render_and_submit_writes_frames_mp4_and_report(start_bridge, tmp_path):
@@ -20,6 +20,10 @@ def test_render_and_submit_writes_frames_mp4_and_report(start_bridge, tmp_path):
     assert r["folder"] == str(folder)
     assert sorted(p.name for p in folder.glob("frame_*.png")) == [f"frame_{i:05d}.png" for i in range(6)]
     assert (folder / "report.json").exists()
+    assert r["report_state"] == "completed" and r["report_per_frame"] == list(range(6))
+    # the total is the exact sum of the frames' fixed figures and the attempt's rest
+    assert r["report_energy_wh"] == math.fsum(r["report_parts_wh"]) and r["report_energy_wh"] > 0
+    assert json.loads((folder / "report.json").read_text()) == r["report_json"]   # what the download wrote
     assert r["mp4"] and (folder / "animatic.mp4").stat().st_size > 0
     assert r["pass_methods"]["pose"] == "rig-joints-projected:metarig"
 

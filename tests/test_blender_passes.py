@@ -13,7 +13,6 @@ from bridge.shot.model import CameraSample
 from tests.blender_scenes import FIGURE_BONES, run_scenario
 
 
-
 def _camera(out, i, info):
     return CameraSample(np.load(out / f"camera_{i}.npy"), **info["frames"][i]["camera"])
 

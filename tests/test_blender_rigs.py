@@ -41,7 +41,8 @@ def test_user_mapping_overrides_and_is_checked():
     with pytest.raises(rigs.RigMappingError, match="unknown keypoint 'elbow'"):
         rigs.detect("Robot", bones, user_mapping={"elbow": "b_x"})
     with pytest.raises(rigs.RigMappingError, match="r_wrist"):
-        rigs.detect("Robot", [b for b in bones if b != "b_r_wrist"], user_mapping={kp: f"b_{kp}" for kp in rigs.REQUIRED})
+        rigs.detect("Robot", [b for b in bones if b != "b_r_wrist"],
+                    user_mapping={kp: f"b_{kp}" for kp in rigs.REQUIRED})
     with pytest.raises(rigs.RigMappingError, match="not valid JSON"):
         rigs.detect("Robot", bones, user_mapping="{neck: Neck}")
 

@@ -4,6 +4,7 @@ and leaves no half-written job behind."""
 
 import dataclasses
 import hashlib
+import math
 import threading
 import time
 
@@ -14,10 +15,16 @@ import pytest
 from bridge.client import BridgeClient, EventKind
 from bridge.errors import InvalidArgumentError, LimitExceededError, NotFoundError, PreconditionError
 from bridge.jobs.images import read_png_metadata
+from bridge.jobs.model import JobState
 from bridge.proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc
 from bridge.server.config import Limits
 from bridge.shot.request import GenerationSettings, SchedulingSettings
 from bridge.shot.wire import generation_to_pb, shot_to_pb
+
+
+def _figures(frame):
+    """A frame record without where the file lies and when it was written (not on the wire)."""
+    return dataclasses.replace(frame, path="", created=0.0)
 
 
 def _leftovers(bridge):
@@ -46,7 +53,7 @@ def test_submit_watch_report_end_to_end(start_bridge, small_shot, tmp_path):
         final = client.download(accepted.job.job_id, tmp_path / "out", on_event=events.append)
     assert final.kind is EventKind.COMPLETED
     frames = [e for e in events if e.kind is EventKind.FRAME]
-    assert [e.index for e in frames] == list(range(6))
+    assert [e.frame.index for e in frames] == list(range(6))
     assert events[0].kind is EventKind.STATUS
     files = sorted((tmp_path / "out").glob("frame_*.png"))
     assert len(files) == 6
@@ -54,13 +61,16 @@ def test_submit_watch_report_end_to_end(start_bridge, small_shot, tmp_path):
     assert meta["job_id"] == accepted.job.job_id and meta["frame"] == "3"
     assert meta["energy_method"] == "estimated"
     report = final.report
-    assert report["frames"] == 6 and report["state"] == "completed"
-    assert report["energy"]["measured"] is False and "cpu-time-model" in report["energy"]["meter"]
-    # per-frame shares sum to the job total; SCI per second of animatic
-    assert sum(f["energy_wh"] for f in report["per_frame"]) == pytest.approx(report["energy"]["energy_wh"], rel=1e-9)
-    assert report["functional_units"] == pytest.approx(6 / 24)
-    assert report["sci"] == pytest.approx(
-        (report["energy"]["co2e_g_location"] + report["embodied_co2e_g"]) / (6 / 24))
+    assert report.frames == 6 and report.state is JobState.COMPLETED
+    assert report.energy.measured is False and "cpu-time-model" in report.energy.meter
+    # the job total is the exact sum of its frames and its attempts' unattributed energy
+    assert report.energy.energy_wh == math.fsum([*(f.energy_wh for f in report.per_frame),
+                                                 *(a.unattributed_wh for a in report.attempts)])
+    # the streamed frame records are the report's, field by field
+    assert [_figures(e.frame) for e in frames] == [_figures(f) for f in report.per_frame]
+    assert float(meta["energy_wh"]) == pytest.approx(report.per_frame[3].energy_wh, rel=1e-8)
+    assert report.functional_units == pytest.approx(6 / 24)
+    assert report.sci == pytest.approx((report.energy.co2e_g_location + report.embodied_co2e_g) / (6 / 24))
     assert (tmp_path / "out" / "report.json").exists()
     # the frame images are the guides: not blank
     from PIL import Image
@@ -147,9 +157,13 @@ def test_checksum_and_length_mismatches(start_bridge, small_shot):
 
 @pytest.mark.parametrize("mutate, code, pattern", [
     (lambda s: s.with_tags(project=""), grpc.StatusCode.INVALID_ARGUMENT, "tags.project: is required"),
-    (lambda s: dataclasses.replace(s, frames=(dataclasses.replace(s.frames[0], depth_m=np.full((36, 64), np.nan, np.float32)),) + s.frames[1:]),
+    (lambda s: dataclasses.replace(
+        s, frames=(dataclasses.replace(s.frames[0], depth_m=np.full((36, 64), np.nan, np.float32)),) + s.frames[1:]),
      grpc.StatusCode.INVALID_ARGUMENT, "frames[0].depth_m: 2304 NaN values"),
-    (lambda s: dataclasses.replace(s, frames=s.frames[:1] + (dataclasses.replace(s.frames[1], motion_px=np.zeros((18, 32, 2), np.float16)),) + s.frames[2:]),
+    (lambda s: dataclasses.replace(
+        s, frames=s.frames[:1]
+        + (dataclasses.replace(s.frames[1], motion_px=np.zeros((18, 32, 2), np.float16)),)
+        + s.frames[2:]),
      grpc.StatusCode.INVALID_ARGUMENT, "frames[1].motion_px: shape (18, 32, 2) does not match"),
 ])
 def test_bad_shots_name_the_field(start_bridge, small_shot, mutate, code, pattern):
@@ -193,7 +207,8 @@ def test_active_jobs_per_project_limit(start_bridge, small_shot, paced):
 def test_unknown_backend_and_bad_generation(start_bridge, small_shot):
     bridge = start_bridge()
     with BridgeClient(bridge.address) as client:
-        with pytest.raises(InvalidArgumentError, match=r"unknown backend 'sdxl'; available: \['animatediff', 'guides', 'wan-vace'\]"):
+        with pytest.raises(InvalidArgumentError,
+                           match=r"unknown backend 'sdxl'; available: \['animatediff', 'guides', 'wan-vace'\]"):
             client.submit(small_shot, GenerationSettings(backend="sdxl"))
         from bridge.shot.request import ControlSettings
 
@@ -251,7 +266,7 @@ def test_cancel_running_job_stops_between_frames(start_bridge, small_shot):
         final = client.job(job.job_id)
         assert final.state == "cancelled" and final.frames_done < 6
         report = client.report(job.job_id)
-        assert report["state"] == "cancelled"
+        assert report.state is JobState.CANCELLED
 
 
 def test_cancel_queued_job_never_runs(start_bridge, small_shot):
@@ -278,7 +293,7 @@ def test_backend_failure_becomes_failed_event(start_bridge, small_shot):
         events = list(client.watch(job.job_id))
         assert events[-1].kind is EventKind.FAILED
         assert "told to fail at frame 3" in events[-1].message
-        assert [e.index for e in events if e.kind is EventKind.FRAME] == [0, 1, 2]
+        assert [e.frame.index for e in events if e.kind is EventKind.FRAME] == [0, 1, 2]
         assert client.job(job.job_id).state == "failed"
 
 
@@ -302,5 +317,5 @@ def test_watch_from_frame_skips_earlier_frames(start_bridge, small_shot):
         job = client.submit(small_shot).job
         list(client.watch(job.job_id))
         events = list(client.watch(job.job_id, from_frame=4))
-        assert [e.index for e in events if e.kind is EventKind.FRAME] == [4, 5]
+        assert [e.frame.index for e in events if e.kind is EventKind.FRAME] == [4, 5]
         assert events[-1].kind is EventKind.COMPLETED

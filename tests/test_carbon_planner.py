@@ -4,19 +4,31 @@ optimum (never the real traces: those are for the benchmark only)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from bridge.energy.signals import IntensityPoint
 from bridge.errors import InvalidArgumentError, LimitExceededError
-from bridge.scheduling.carbon_planner import (CapacityError, Decision, PlanJob, PlanSite, default_margin,
-                                              must_start_by, peak_use, plan, plan_many, replan, run_now_reason,
-                                              should_run_now)
+from bridge.jobs.model import Decision
+from bridge.scheduling.carbon_planner import (
+    CapacityError,
+    PlanJob,
+    PlanSite,
+    default_margin,
+    format_options,
+    must_start_by,
+    peak_use,
+    plan,
+    plan_many,
+    replan,
+    run_now_reason,
+    should_run_now,
+)
 from bridge.scheduling.forecast import StepForecast, build_step_forecast
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2030, 3, 4, 0, 0, tzinfo=UTC)   # a Monday, on the 5-min grid
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -228,7 +240,8 @@ def test_bad_deadlines_name_the_earliest_feasible_one():
     s = site(pts=[pt(T0, T0 + 48 * H, 300.0)])
     with pytest.raises(InvalidArgumentError, match=r"in the past.*earliest feasible deadline is 2030-03-04T02:25"):
         plan(PlanJob("j", 2 * H, 10.0, deadline=T0 - H), [s], T0 + 1 * M)
-    with pytest.raises(InvalidArgumentError, match=r"less than the job's.*earliest feasible deadline is 2030-03-04T02:24"):
+    with pytest.raises(InvalidArgumentError,
+                       match=r"less than the job's.*earliest feasible deadline is 2030-03-04T02:24"):
         plan(PlanJob("j", 2 * H, 10.0, deadline=T0 + 2 * H + 10 * M), [s], T0)
     with pytest.raises(InvalidArgumentError, match="need a deadline"):
         plan(PlanJob("j", 2 * H, 10.0), [s], T0)
@@ -357,7 +370,7 @@ def test_dry_run_options_table_lists_now_and_windows_per_site():
     chosen = [o for o in dec.options if o.site == dec.site and o.start == dec.planned_start]
     assert len(chosen) == 1 and chosen[0].expected_co2e_g == pytest.approx(dec.expected_co2e_g)
     assert min(o.expected_co2e_g for o in dec.options) == pytest.approx(dec.expected_co2e_g)
-    table = dec.options_table()
+    table = format_options(dec.options, dec)
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["site", "start", "(UTC)"]
     assert sum("chosen" in line for line in lines) == 1

@@ -2,6 +2,7 @@
 submit/jobs/report/cancel against a real bridge."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 from bridge.cli import main
 from bridge.client.animatic import probe_frame_count
 from bridge.jobs.images import read_png_metadata
+from bridge.jobs.model import JobReport
 from tests.conftest import REPO
 
 
@@ -28,7 +30,10 @@ def test_demo_writes_frames_mp4_and_a_consistent_report(tmp_path):
     report = json.loads((folder / "report.json").read_text())
     assert report["frames"] == 10
     assert {read_png_metadata(f.read_bytes())["job_id"] for f in frames} == {report["job_id"]}
-    assert abs(sum(f["energy_wh"] for f in report["per_frame"]) - report["energy"]["energy_wh"]) < 1e-12
+    # the job total is the exact sum of what its frames and attempts were charged
+    assert report["energy"]["energy_wh"] == math.fsum(
+        [*(f["energy_wh"] for f in report["per_frame"]), *(a["unattributed_wh"] for a in report["attempts"])])
+    assert report["schema_version"] == JobReport.from_dict(report).schema_version >= 2
     assert "estimated by cpu-time-model" in out.stdout and "SCI:" in out.stdout
     assert str(folder / "animatic.mp4") in out.stdout
 

@@ -13,7 +13,6 @@ from bridge.shot import coco
 from bridge.shot.model import CharacterPose
 from bridge.shot.synthetic import sample_shot
 
-
 # --------------------------------------------------------------------- depth
 
 def _two_planes(h=40, w=60, near=2.0, far=8.0, dtype=np.float32):

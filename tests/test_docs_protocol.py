@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import grpc_tools  # noqa: F401  the dev extra: the same protoc as the stub drift test
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "docs" / "gen_protocol.py"

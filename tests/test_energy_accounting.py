@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
-from bridge.energy.accounting import (YEAR_S, Site, account, embodied_g, functional_unit, operational_g, sci)
-from bridge.energy.attribution import RULE, RULE_EQUAL, attribute, rule_for, split_device_energy
+from bridge.energy.accounting import YEAR_S, Site, account, embodied_g, functional_unit, operational_g, sci
+from bridge.energy.attribution import RULE, RULE_EQUAL, RunningAttribution, attribute, rule_for, split_device_energy
+from bridge.energy.job_report import build_report, close_attempt, price
 from bridge.energy.sites import load_sites, site_from_config
 from bridge.errors import InvalidArgumentError
+from bridge.jobs.model import Attempt, AttemptOutcome, FrameRecord, JobState, Tags
 
 
 # ------------------------------------------------------------ attribution
@@ -49,6 +52,100 @@ def test_per_frame_carbon_matches_job_accounting():
     assert math.fsum(lb for lb, _ in per_frame) == pytest.approx(acc["co2e_g_location"])
     assert math.fsum(mb for _, mb in per_frame) == pytest.approx(acc["co2e_g_market"])
     assert operational_g(Site(), 1.0)[1] is None
+
+
+def test_report_totals_are_the_exact_sums_of_frames_and_attempts():
+    """The job report adds up what was fixed per frame and per attempt
+    (``math.fsum``): nothing is re-attributed or re-priced at the end."""
+    site = Site(name="dc", grid_region="SE", pue=1.2, market_g_per_kwh=10.0, market_source="contract")
+    run = RunningAttribution(3)
+    frames = []
+    for i, (wh, work) in enumerate(((2.5, 1.0), (1.0, 2.0), (2.0, 3.0))):
+        run.add(wh)
+        share = run.charge(work)
+        location, market, intensity, source = price(site, share)
+        frames.append(FrameRecord(index=i, attempt=1, meter="nvml:0", measured=True, energy_wh=share, work=work,
+                                  site="dc", pue=site.pue, intensity_g_per_kwh=intensity, intensity_source=source,
+                                  co2e_g_location=location, co2e_g_market=market))
+    run.add(0.5)                                      # after the last frame: stays with the attempt
+    attempt = close_attempt(Attempt(number=1, site="dc", meter="nvml:0", measured=True, started=0.0, frames=3,
+                                    frames_energy_wh=math.fsum(f.energy_wh for f in frames)),
+                            site, pending_wh=run.pending_wh, outcome=AttemptOutcome.COMPLETED, ended=10.0)
+    assert attempt.unattributed_wh == pytest.approx(0.5)
+    report = build_report(job_id="j", tags=Tags("p", "s", 1), backend="b", generation={},
+                          state=JobState.COMPLETED, fps=(24, 1), frames=frames, attempts=[attempt], site=site)
+    assert report.per_frame == tuple(frames) and report.attempts == (attempt,)
+    assert report.frames_energy_wh == math.fsum(f.energy_wh for f in frames)
+    assert report.unattributed_wh == attempt.unattributed_wh
+    assert report.energy.energy_wh == math.fsum([*(f.energy_wh for f in frames), attempt.unattributed_wh])
+    assert report.energy.co2e_g_location == math.fsum(
+        [*(f.co2e_g_location for f in frames), attempt.unattributed_co2e_g_location])
+    assert report.energy.co2e_g_market == math.fsum(
+        [*(f.co2e_g_market for f in frames), attempt.unattributed_co2e_g_market])
+    assert report.energy.measured and report.energy.meter == "nvml:0"
+    # and the same as accounting the whole job at once, up to rounding
+    acc = account(site, 6.0, 10.0, 3 / 24, "gCO2e per second of animatic")
+    assert report.energy.energy_wh == pytest.approx(6.0)
+    assert report.energy.co2e_g_location == pytest.approx(acc["co2e_g_location"])
+    assert report.energy.co2e_g_market == pytest.approx(acc["co2e_g_market"])
+    assert report.facility_energy_wh == pytest.approx(acc["facility_energy_wh"])
+    assert report.embodied_co2e_g == pytest.approx(acc["embodied_co2e_g"])
+    assert report.sci == pytest.approx(acc["sci"])
+    # one estimated contribution makes the total estimated; an unknown market figure makes it unknown
+    est = build_report(job_id="j", tags=Tags(), backend="b", generation={}, state=JobState.COMPLETED, fps=(24, 1),
+                       frames=[*frames[:2], dataclasses.replace(frames[2], measured=False, co2e_g_market=None)],
+                       attempts=[attempt], site=site)
+    assert not est.energy.measured and est.energy.co2e_g_market is None
+    # no frames: the energy stays with the attempt, and is still counted
+    failed = build_report(job_id="j", tags=Tags(), backend="b", generation={}, state=JobState.FAILED, fps=(24, 1),
+                          frames=[], attempts=[close_attempt(Attempt(number=1, started=0.0, meter="m"), site,
+                                                             pending_wh=1.5, outcome=AttemptOutcome.FAILED,
+                                                             ended=1.0)], site=site)
+    assert failed.energy.energy_wh == 1.5 == failed.unattributed_wh and failed.frames == 0 and failed.sci is None
+
+
+def test_running_attribution_charges_each_frame_when_it_is_made():
+    """A frame takes pending * w / (w + (left - 1) * mean_w): energy spent
+    before the first frame spreads over every frame still to come; the last
+    frame takes what is left; charged + pending is what was measured."""
+    run = RunningAttribution(4)
+    run.add(8.0)                                    # a shared loop before any frame is decoded
+    shares = [run.charge(1.0) for _ in range(4)]
+    assert shares == pytest.approx([2.0] * 4) and run.pending_wh == 0.0 and math.fsum(shares) == pytest.approx(8.0)
+
+    import random
+
+    rng = random.Random(3)
+    for _ in range(200):
+        n = rng.randint(1, 30)
+        run = RunningAttribution(n)
+        pending, works, charged, measured = 0.0, [], [], []
+        for left in range(n, 0, -1):
+            e = rng.random() * rng.choice([0.0, 1e-6, 1.0, 1e3])
+            w = rng.random() * rng.choice([0.0, 1.0, 10.0])
+            run.add(e)
+            measured.append(e)
+            pending += e
+            works.append(w)
+            mean = math.fsum(works) / len(works)
+            weight = w + (left - 1) * mean
+            expect = pending if left == 1 else (pending / left if weight == 0 else pending * w / weight)
+            got = run.charge(w)
+            assert got == pytest.approx(expect, rel=1e-9, abs=1e-12) and got >= 0
+            pending -= got
+            charged.append(got)
+        assert run.pending_wh == 0.0 and run.frames_left == 0     # the last frame took what was left
+        assert math.fsum(charged) == pytest.approx(math.fsum(measured), rel=1e-9, abs=1e-12)
+    # energy after the last frame stays pending (the attempt's unattributed energy)
+    run = RunningAttribution(1)
+    run.add(1.0)
+    assert run.charge() == 1.0
+    run.add(0.25)
+    assert run.pending_wh == 0.25
+    with pytest.raises(ValueError, match="energy_wh"):
+        run.add(-1.0)
+    with pytest.raises(ValueError, match="work"):
+        RunningAttribution(2).charge(float("nan"))
 
 
 def test_attribute_equal_split_when_no_work_reported():

@@ -11,26 +11,33 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bridge.energy.accounting import Site, account, functional_unit
+from bridge.energy.accounting import Site, embodied_g, operational_g
+from bridge.energy.attribution import attribute
+from bridge.energy.job_report import build_report, close_attempt, price
 from bridge.energy.ledger import Ledger
 from bridge.energy.report import format_table, project_report, write_html
+from bridge.jobs.model import Attempt, AttemptOutcome, FrameRecord, JobReport, JobState, SchedulingFacts, Tags
 
 
 def make_report(job_id, project, shot, version, energy_wh, *, state="completed", frames=48, fps=(24, 1),
-                site=None, measured=False, meter="cpu-time-model", scheduling=None):
+                site=None, measured=False, meter="cpu-time-model", scheduling=None) -> JobReport:
+    """A report as the executors build it: ``energy_wh`` over ``frames``
+    frame records (priced at the site's static figure), one 10 s attempt."""
     site = site or Site()
-    r, unit = functional_unit("second", frames, fps)
-    acc = account(site, energy_wh, reserved_s=10.0, functional_units=r, unit=unit)
-    report = {
-        "job_id": job_id, "tags": {"project": project, "shot": shot, "version": version},
-        "backend": "guides", "state": state, "frames": frames, "fps": list(fps), "wall_s": 10.0, "attempts": 1,
-        "energy": {"energy_wh": energy_wh, "measured": measured, "meter": meter,
-                   "co2e_g_location": acc["co2e_g_location"], "co2e_g_market": acc["co2e_g_market"]},
-        **{k: v for k, v in acc.items() if k not in ("co2e_g_location", "co2e_g_market")},
-    }
-    if scheduling:
-        report["scheduling"] = scheduling
-    return report
+    shares = attribute(energy_wh, [1.0] * frames)
+    per_frame = []
+    for i, wh in enumerate(shares):
+        location, market, intensity, source = price(site, wh)
+        per_frame.append(FrameRecord(index=i, attempt=1, meter=meter, measured=measured, energy_wh=wh,
+                                     site=site.name, pue=site.pue, intensity_g_per_kwh=intensity,
+                                     intensity_source=source, co2e_g_location=location, co2e_g_market=market))
+    outcome = AttemptOutcome.COMPLETED if state == "completed" else AttemptOutcome.FAILED
+    attempt = close_attempt(Attempt(number=1, site=site.name, meter=meter, measured=measured, started=100.0,
+                                    frames=frames, frames_energy_wh=math.fsum(shares)),
+                            site, pending_wh=0.0, outcome=outcome, ended=110.0)
+    return build_report(job_id=job_id, tags=Tags(project, shot, version), backend="guides", generation={},
+                        state=JobState(state), fps=fps, frames=per_frame, attempts=[attempt], site=site,
+                        scheduling=SchedulingFacts(**(scheduling or {})))
 
 
 MARKET = Site(name="farm", grid_region="DE", pue=1.2, wue_l_per_kwh=0.5, market_g_per_kwh=50.0,
@@ -64,11 +71,35 @@ def test_ledger_is_a_real_sqlite_file_keyed_by_job(tmp_path, ledger):
     raw.close()
 
 
+def test_ledger_row_is_the_report_as_built(ledger):
+    rep = make_report("j3", "film", "sh010", 2, 3.0, site=MARKET, measured=True, meter="nvml:0",
+                      scheduling={"job_class": "batch", "shifted": True, "run_now_co2e_g": 5.0})
+    # the fixture's report: frames and one attempt, totals the exact sums of them
+    assert rep.energy.energy_wh == math.fsum([*(f.energy_wh for f in rep.per_frame),
+                                              *(a.unattributed_wh for a in rep.attempts)]) == 3.0
+    assert rep.energy.co2e_g_location == math.fsum(f.co2e_g_location for f in rep.per_frame)
+    location, market = operational_g(MARKET, 3.0)
+    assert rep.energy.co2e_g_location == pytest.approx(location)
+    assert rep.energy.co2e_g_market == pytest.approx(market)
+    assert rep.embodied_co2e_g == pytest.approx(embodied_g(MARKET, 10.0))
+    assert rep.energy.measured and rep.energy.meter == "nvml:0"
+    # the ledger stores the report's figures, re-priced nowhere, and gives the report back
+    row = next(j for j in ledger.jobs("film") if j["job_id"] == "j3")
+    assert row["energy_wh"] == rep.energy.energy_wh and row["co2e_g_location"] == rep.energy.co2e_g_location
+    assert row["co2e_g_market"] == rep.energy.co2e_g_market and row["water_l"] == rep.water_l
+    assert row["embodied_co2e_g"] == rep.embodied_co2e_g and row["facility_energy_wh"] == rep.facility_energy_wh
+    assert row["job_class"] == "batch" and row["shifted"] == 1 and row["run_now_co2e_g"] == 5.0
+    assert row["attempts"] == 1 and row["unattributed_wh"] == 0.0 and row["report_schema"] == rep.schema_version
+    back = ledger.report("j3")
+    assert isinstance(back, JobReport)
+    assert back.to_dict() == {**rep.to_dict(), "finished": back.finished}
+
+
 def test_summary_sums_by_shot_and_version(ledger):
     rows = {(r["shot"], r["version"]): r for r in ledger.summary("film")}
     assert set(rows) == {("sh010", 1), ("sh010", 2), ("sh020", 1)}
     v1 = rows[("sh010", 1)]
-    assert v1["jobs"] == 2 and v1["completed"] == 1
+    assert v1["jobs"] == 2 and v1["jobs_completed"] == 1
     assert v1["energy_wh"] == pytest.approx(3.0)           # the failed run's energy counts
     assert v1["animatic_s"] == pytest.approx(2.0)          # only the completed run's 48 frames at 24 fps
     assert v1["market_missing"] == 2
@@ -80,7 +111,7 @@ def test_project_report_totals_and_kpis(ledger):
     rep = project_report(ledger, "film")
     t = rep["totals"]
     jobs = ledger.jobs("film")
-    assert t["jobs"] == 4 and t["completed"] == 3 and t["failed"] == 1
+    assert t["jobs"] == 4 and t["jobs_completed"] == 3 and t["jobs_failed"] == 1 and t["jobs_cancelled"] == 0
     assert t["energy_wh"] == pytest.approx(10.0)
     assert t["co2e_g_location"] == pytest.approx(math.fsum(j["co2e_g_location"] for j in jobs))
     assert t["co2e_g_market"] == pytest.approx(sum(j["co2e_g_market"] for j in jobs if j["co2e_g_market"] is not None))

@@ -16,8 +16,18 @@ import time
 
 import pytest
 
-from bridge.energy.meters import (CompositeMeter, CpuTimeEstimateMeter, EstimateMeter, MeterError, Reading,
-                                  Window, best_meter, cpu_power, gpu_power, window_energy)
+from bridge.energy.meters import (
+    CompositeMeter,
+    CpuTimeEstimateMeter,
+    EstimateMeter,
+    MeterError,
+    Reading,
+    Window,
+    best_meter,
+    cpu_power,
+    gpu_power,
+    window_energy,
+)
 from bridge.energy.nvml import NvmlMeter
 from bridge.energy.rapl import RaplMeter, discover
 

@@ -8,17 +8,27 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from bridge.energy.signals import (LBS_PER_MWH_TO_G_PER_KWH, CarbonAwareSdk, CsvTrace, ElectricityMaps,
-                                   FallbackChain, SignalError, StaticTable, UkCarbonIntensity, WattTime, describe)
+from bridge.energy.signals import (
+    LBS_PER_MWH_TO_G_PER_KWH,
+    CarbonAwareSdk,
+    CsvTrace,
+    ElectricityMaps,
+    FallbackChain,
+    SignalError,
+    StaticTable,
+    UkCarbonIntensity,
+    WattTime,
+    describe,
+)
 
-UTC = timezone.utc
+UTC = UTC
 FIX = Path(__file__).parent / "fixtures" / "energy"
 NOW = datetime(2025, 3, 4, 10, 7, tzinfo=UTC)
 

@@ -13,6 +13,7 @@ unprojects to the same point in the room, the dialogue has two characters.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -26,12 +27,13 @@ import engine_renders  # noqa: E402
 from bridge.client import BridgeClient, EventKind  # noqa: E402
 from bridge.client.animatic import probe_frame_count, write_mp4  # noqa: E402
 from bridge.jobs.images import read_png_metadata  # noqa: E402
+from bridge.jobs.model import JobReport, JobState, Tags  # noqa: E402
+from bridge.proto.greenlight.v1 import shot_pb2  # noqa: E402
 from bridge.shot import coco  # noqa: E402
 from bridge.shot.camera import focal_length_px, static_forward_flow, unproject_depth  # noqa: E402
 from bridge.shot.files import load_shot  # noqa: E402
 from bridge.shot.request import ControlSettings, GenerationSettings  # noqa: E402
 from bridge.shot.wire import shot_from_pb  # noqa: E402
-from bridge.proto.greenlight.v1 import shot_pb2  # noqa: E402
 from engine_renders import corridor_pan, crane_zoom, dialogue_ots, dolly_character  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -295,15 +297,20 @@ def test_end_to_end_through_the_bridge(name, backend, shots, start_bridge, tmp_p
     assert dict(shot_from_pb(stored).pass_methods) == dict(shot.pass_methods)
     # frames: all of them, once, in order, with their provenance in the PNG
     frame_events = [e for e in events if e.kind is EventKind.FRAME]
-    assert [e.index for e in frame_events] == list(range(F))
+    assert [e.frame.index for e in frame_events] == list(range(F))
     files = sorted(out.glob("frame_*.png"))
     assert [p.name for p in files] == [f"frame_{i:05d}.png" for i in range(F)]
+    assert [Path(e.frame.path) for e in frame_events] == files      # each event names the file it wrote
     from PIL import Image
 
-    for i, path in enumerate(files):
+    for i, (path, event) in enumerate(zip(files, frame_events, strict=True)):
         meta = read_png_metadata(path.read_bytes())
         assert meta["job_id"] == job_id and int(meta["frame"]) == i
         assert meta["energy_method"] == "estimated" and float(meta["energy_wh"]) >= 0
+        # the figures in the file are the ones streamed: fixed when the frame was made
+        assert float(meta["energy_wh"]) == pytest.approx(event.frame.energy_wh, rel=1e-8, abs=1e-300)
+        assert float(meta["co2e_g_location"]) == pytest.approx(event.frame.co2e_g_location, rel=1e-8, abs=1e-300)
+        assert event.frame.measured is False
         with Image.open(path) as img:
             assert img.size == (W, H)
     if backend == "guides":   # the guides are the conditioning itself: not blank
@@ -311,16 +318,22 @@ def test_end_to_end_through_the_bridge(name, backend, shots, start_bridge, tmp_p
             assert np.asarray(img).std() > 5
     # the report adds up
     report = final.report
-    assert report["frames"] == F and report["state"] == "completed" and report["job_id"] == job_id
-    assert report["backend"] == ("guides" if backend == "guides" else "animatediff")
-    assert report["tags"] == {"project": "samples", "shot": name, "version": 1}
-    assert [p["index"] for p in report["per_frame"]] == list(range(F))
-    assert sum(p["energy_wh"] for p in report["per_frame"]) == pytest.approx(report["energy"]["energy_wh"], rel=1e-9)
-    assert report["energy"]["energy_wh"] > 0 and report["energy"]["measured"] is False
-    assert report["functional_units"] == pytest.approx(F / 24)
-    assert report["sci_unit"] == "gCO2e per second of animatic"
-    assert report["sci"] == pytest.approx(
-        (report["energy"]["co2e_g_location"] + report["embodied_co2e_g"]) / (F / 24))
-    assert json.loads((out / "report.json").read_text())["job_id"] == job_id
+    assert report.frames == F and report.state is JobState.COMPLETED and report.job_id == job_id
+    assert report.backend == ("guides" if backend == "guides" else "animatediff")
+    assert report.tags == Tags(project="samples", shot=name, version=1)
+    assert [p.index for p in report.per_frame] == list(range(F))
+    # per-frame figures are exactly the streamed ones; the total is their exact sum plus the attempt's rest
+    assert [(p.energy_wh, p.co2e_g_location) for p in report.per_frame] == [
+        (e.frame.energy_wh, e.frame.co2e_g_location) for e in frame_events]
+    assert report.frames_energy_wh == math.fsum(p.energy_wh for p in report.per_frame)
+    assert report.energy.energy_wh == math.fsum(
+        [*(p.energy_wh for p in report.per_frame), *(a.unattributed_wh for a in report.attempts)])
+    assert report.energy.co2e_g_location == math.fsum(
+        [*(p.co2e_g_location for p in report.per_frame), *(a.unattributed_co2e_g_location for a in report.attempts)])
+    assert report.energy.energy_wh > 0 and report.energy.measured is False
+    assert report.functional_units == pytest.approx(F / 24)
+    assert report.sci_unit == "gCO2e per second of animatic"
+    assert report.sci == pytest.approx((report.energy.co2e_g_location + report.embodied_co2e_g) / (F / 24))
+    assert JobReport.from_dict(json.loads((out / "report.json").read_text())) == report
     mp4 = write_mp4(files, shot.fps.fraction, out / "animatic.mp4")
     assert probe_frame_count(mp4) == F

@@ -1,11 +1,12 @@
 """The job state machine and the SQLite store's durability rules."""
 
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
 from bridge.errors import PreconditionError
-from bridge.jobs.state import IllegalTransition, JobState, check_transition
+from bridge.jobs.model import FrameRecord, IllegalTransition, JobState, check_transition
 from bridge.jobs.store import JobStore
 from bridge.shot.request import GenerationSettings, SchedulingSettings
 
@@ -35,13 +36,16 @@ def test_store_persists_jobs_frames_and_settings(tmp_path):
     job, created = _create(store)
     assert created and job.state is JobState.QUEUED and job.generation.seed == 7
     assert store.shot_path(job.job_id).read_bytes() == b"shot"
-    assert store.add_frame(job.job_id, 1, b"png1", 0.5, 1.0)
-    assert not store.add_frame(job.job_id, 1, b"other", 0.9, 1.0)   # no duplicate frame
+    record = FrameRecord(index=1, attempt=1, meter="m", measured=True, energy_wh=0.5, site="local",
+                         intensity_g_per_kwh=300.0, intensity_source="trace", co2e_g_location=0.15, created=5.0)
+    assert store.add_frame(job.job_id, record, b"png1")
+    assert not store.add_frame(job.job_id, replace(record, energy_wh=0.9), b"other")   # no duplicate frame
     assert store.frame_path(job.job_id, 1).read_bytes() == b"png1"
     store.close()
     reopened = JobStore(tmp_path)
     again = reopened.get(job.job_id)
     assert again.frames_done == 1 and again.generation == GenerationSettings(seed=7)
+    assert reopened.frames(job.job_id) == [replace(record, path="frame_00001.png")]   # every figure as stored
     assert reopened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import opentimelineio as otio  # the [otio] extra, installed by [dev]
 import pytest
 
-import opentimelineio as otio  # the [otio] extra, installed by [dev]
-
 from bridge.client import BridgeClient  # noqa: E402
-from bridge.client.otio_export import (  # noqa: E402
-    ANIMATIC_KEY, find_versions, read_version, write_otio, write_shot_otio)
+from bridge.client.otio_export import ANIMATIC_KEY, find_versions, read_version, write_otio, write_shot_otio  # noqa: E402
 from bridge.errors import InvalidArgumentError  # noqa: E402
+from bridge.jobs.model import EventKind, JobReport  # noqa: E402
 from bridge.shot.model import Fps  # noqa: E402
 from bridge.shot.request import GenerationSettings  # noqa: E402
 
@@ -36,8 +36,15 @@ def downloaded(start_bridge, small_shot, tmp_path):
         for version, seed in ((1, 7), (2, 2 ** 64 - 5)):   # the second seed does not fit int64
             gen = GenerationSettings(backend="guides", prompt=f"robot waving, take {version}", seed=seed)
             job = client.submit(small_shot.with_tags(version=version), gen).job
-            final = client.download(job.job_id, shot_dir / f"v{version:03d}")
-            assert final.report["frames"] == small_shot.frame_count
+            streamed = []
+            final = client.download(job.job_id, shot_dir / f"v{version:03d}",
+                                    on_event=lambda e, seen=streamed: e.frame is not None and seen.append(e.frame))
+            assert final.kind is EventKind.COMPLETED and isinstance(final.report, JobReport)
+            assert final.report.frames == small_shot.frame_count
+            # the report's per-frame figures are the ones streamed (fixed when each frame was made;
+            # the stream does not carry the record's creation time)
+            assert [replace(f, path="", created=0.0) for f in streamed] == [
+                replace(f, path="", created=0.0) for f in final.report.per_frame]
             settings[version] = gen.to_dict()
     (shot_dir / "v002" / "animatic.mp4").write_bytes(b"not really an mp4")  # only its presence matters
     return shot_dir, settings
@@ -81,6 +88,17 @@ def test_versions_round_trip_through_otio(downloaded, small_shot, tmp_path):
         assert meta["sci"] == pytest.approx(report["sci"], rel=1e-14)
         assert meta["sci_unit"] == "gCO2e per second of animatic"
         assert list(meta["fps"]) == [24, 1]
+        assert meta["report_schema"] == report["schema_version"] == JobReport.from_dict(report).schema_version
+        assert len(meta["per_frame"]) == len(report["per_frame"]) == small_shot.frame_count
+        for got, want in zip(meta["per_frame"], report["per_frame"], strict=True):
+            got = dict(got)
+            exact = ("index", "co2e_g_market", "intensity_source", "site", "meter", "measured", "attempt")
+            assert {k: got[k] for k in exact} == {k: want[k] for k in exact}
+            for k in ("energy_wh", "co2e_g_location", "intensity_g_per_kwh"):
+                assert got[k] == pytest.approx(want[k], rel=1e-14)
+            assert set(got) == {*exact, "energy_wh", "co2e_g_location", "intensity_g_per_kwh"}
+        assert [f["index"] for f in meta["per_frame"]] == list(range(small_shot.frame_count))
+        assert read_version(shot_dir / f"v{version:03d}").report == JobReport.from_dict(report)
     total = sum(json.loads((shot_dir / v / "report.json").read_text())["energy"]["energy_wh"] for v in ("v001", "v002"))
     assert timeline.metadata["greenlight"]["energy_wh_total"] == pytest.approx(total, rel=1e-12)
     # the MP4 rides along as an alternative reference only where it exists

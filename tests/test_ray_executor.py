@@ -7,17 +7,18 @@ machine, not here."""
 from __future__ import annotations
 
 import io
+import math
 import time
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-
 import ray  # the [ray] extra, installed by [dev]
 
 from bridge.energy.accounting import Site  # noqa: E402
 from bridge.energy.meters import CpuTimeEstimateMeter  # noqa: E402
 from bridge.jobs.channels import ChannelRegistry  # noqa: E402
-from bridge.jobs.state import JobState  # noqa: E402
+from bridge.jobs.model import AttemptOutcome, Decision, JobState  # noqa: E402
 from bridge.jobs.store import JobStore  # noqa: E402
 from bridge.scheduling.ray_executor import RayExecutor  # noqa: E402
 from bridge.shot.request import GenerationSettings, SchedulingSettings  # noqa: E402
@@ -34,10 +35,10 @@ class RecordingStore(JobStore):
         super().__init__(root)
         self.arrivals: list[tuple[str, int, float, str]] = []
 
-    def add_frame(self, job_id, index, data, energy_wh, work):
+    def add_frame(self, job_id, record, data, attempt=None):
         state = self.get(job_id).state.value
-        ok = super().add_frame(job_id, index, data, energy_wh, work)
-        self.arrivals.append((job_id, index, time.monotonic(), state))
+        ok = super().add_frame(job_id, record, data, attempt)
+        self.arrivals.append((job_id, record.index, time.monotonic(), state))
         return ok
 
 
@@ -56,7 +57,8 @@ def _submit(store, n_frames, site="a", request_id="r", backend="paced"):
                               backend=backend, frame_count=n_frames, work_estimate=float(n_frames),
                               generation=GenerationSettings(backend=backend, seed=1),
                               scheduling=SchedulingSettings(job_class="batch"))
-    return store.transition(job.job_id, JobState.SCHEDULED, "planned", decision={"site": site})
+    decision = Decision(job_id=job.job_id, job_class="batch", site=site, planned_start=datetime.now(UTC))
+    return store.transition(job.job_id, JobState.SCHEDULED, "planned", decision=decision)
 
 
 def _wait(pred, timeout=30.0):
@@ -97,13 +99,32 @@ def test_job_runs_end_to_end_with_frames_streamed_in_order(executor):
     assert arrivals[0][3] == "running"
     assert arrivals[-1][2] - arrivals[0][2] > 0.7
     from PIL import Image
-    for f in store.frames(job.job_id):
-        px = np.asarray(Image.open(io.BytesIO(f.path.read_bytes())))
+    stored = store.frames(job.job_id)
+    for f in stored:
+        img = Image.open(io.BytesIO(store.frame_file(job.job_id, f).read_bytes()))
+        px = np.asarray(img)
         assert px.shape == (18, 32, 3) and int(px[0, 0, 0]) == (f.index * 37) % 256
+        # the figures written into the file on the worker's behalf are the stored record's
+        text = img.text
+        assert float(text["greenlight:energy_wh"]) == pytest.approx(f.energy_wh, rel=1e-8)
+        assert float(text["greenlight:co2e_g_location"]) == pytest.approx(f.co2e_g_location, rel=1e-8)
+        assert text["greenlight:site"] == "a" and text["greenlight:frame"] == str(f.index)
+        assert f.site == "a" and f.attempt == 1 and f.energy_wh > 0
     report = store.report(job.job_id)
-    assert report["state"] == "completed" and report["frames"] == 8 and report["site"] == "a"
-    assert report["energy"]["meter"].startswith("cpu-time-model") and report["energy"]["measured"] is False
-    assert sum(p["energy_wh"] for p in report["per_frame"]) == pytest.approx(report["energy"]["energy_wh"])
+    assert report.state is JobState.COMPLETED and report.frames == 8 and report.site == "a"
+    assert report.energy.meter.startswith("cpu-time-model") and report.energy.measured is False
+    # each frame keeps the energy it was charged when it arrived, never re-attributed at the end
+    assert list(report.per_frame) == stored
+    # the job total is the exact sum of its frames and what the attempt used outside them
+    assert report.frames_energy_wh == math.fsum(f.energy_wh for f in report.per_frame)
+    assert report.energy.energy_wh == math.fsum(
+        [*(f.energy_wh for f in report.per_frame), *(a.unattributed_wh for a in report.attempts)])
+    assert report.energy.co2e_g_location == math.fsum(
+        [*(f.co2e_g_location for f in report.per_frame),
+         *(a.unattributed_co2e_g_location for a in report.attempts)])
+    (attempt,) = report.attempts
+    assert attempt.outcome is AttemptOutcome.COMPLETED and attempt.frames == 8 and attempt.site == "a"
+    assert attempt.frames_energy_wh == pytest.approx(report.frames_energy_wh, rel=1e-12)
     assert not executor.is_running(job.job_id)
 
 
@@ -122,6 +143,11 @@ def test_cancel_kills_the_remote_task_and_frees_the_site(executor):
     assert 2 <= n < 200
     time.sleep(0.5)
     assert len(store.frames(job.job_id)) == n                     # nothing arrives after the cancel
+    report = store.report(job.job_id)
+    assert report.state is JobState.CANCELLED and report.frames == n
+    assert [a.outcome for a in report.attempts] == [AttemptOutcome.CANCELLED]
+    assert report.energy.energy_wh == math.fsum(
+        [*(f.energy_wh for f in report.per_frame), *(a.unattributed_wh for a in report.attempts)])
     # site:a has room for one job at a time: a new job there runs, so the
     # cancelled task released it
     nxt = _submit(store, 3, request_id="after")
@@ -141,5 +167,10 @@ def test_backend_failure_and_unknown_site_fail_the_job_with_reasons(executor):
     b = store.get(bad.job_id)
     assert b.state is JobState.FAILED and "told to fail at frame 2" in b.state_reason
     assert sorted(f.index for f in store.frames(bad.job_id)) == [0, 1]
+    report = store.report(bad.job_id)
+    assert report.state is JobState.FAILED and [f.index for f in report.per_frame] == [0, 1]
+    assert [a.outcome for a in report.attempts] == [AttemptOutcome.FAILED]
+    assert report.energy.energy_wh == math.fsum(
+        [*(f.energy_wh for f in report.per_frame), *(a.unattributed_wh for a in report.attempts)])
     z = store.get(nowhere.job_id)
     assert z.state is JobState.FAILED and "no Ray node offers resource 'site:zz'" in z.state_reason

@@ -2,6 +2,7 @@
 duplicate, and a bridge killed with SIGKILL mid-queue runs every job after
 a restart."""
 
+import math
 import os
 import signal
 import subprocess
@@ -9,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-
 from bridge.client import BridgeClient, EventKind
+from bridge.jobs.model import AttemptOutcome
 from bridge.shot.request import GenerationSettings
 from tests.conftest import REPO
 from tests.helpers.backends import PacedBackend
@@ -29,7 +30,8 @@ def test_watch_resumes_after_dropped_connection(start_bridge, small_shot, tmp_pa
             frames = []
             for event in client.watch(job.job_id):
                 if event.kind is EventKind.FRAME:
-                    frames.append(event.index)
+                    assert event.frame is not None and event.image.startswith(b"\x89PNG")
+                    frames.append(event.frame.index)
                     if len(frames) in (3, 9):
                         proxy.cut()   # the stream dies mid-job, twice
                 if event.kind.terminal:
@@ -50,8 +52,19 @@ def test_download_resumes_from_frames_on_disk(start_bridge, small_shot, tmp_path
             (tmp_path / name).unlink()
         seen = []
         client.download(job.job_id, tmp_path, on_event=seen.append)
-    assert [e.index for e in seen if e.kind is EventKind.FRAME] == [4, 5]
+    frame_events = [e for e in seen if e.kind is EventKind.FRAME]
+    assert [e.frame.index for e in frame_events] == [4, 5]
+    # on_event sees each frame record with the local file it was written to
+    assert [Path(e.frame.path) for e in frame_events] == [tmp_path / "frame_00004.png", tmp_path / "frame_00005.png"]
+    assert all(Path(e.frame.path).is_file() for e in frame_events)
     assert len(list(tmp_path.glob("frame_*.png"))) == 6 and (tmp_path / "report.json").exists()
+    final = seen[-1]
+    assert final.kind is EventKind.COMPLETED and final.report.frames == 6
+    # the re-downloaded frames carry the figures the report has for them, exactly
+    by_index = {f.index: f for f in final.report.per_frame}
+    for e in frame_events:
+        assert e.frame.energy_wh == by_index[e.frame.index].energy_wh
+        assert e.frame.co2e_g_location == by_index[e.frame.index].co2e_g_location
 
 
 def _serve(data_dir: Path, config: Path, log: Path) -> tuple[subprocess.Popen, str]:
@@ -99,7 +112,20 @@ def test_sigkill_mid_queue_loses_no_job(tmp_path):
             assert first.attempts == 2 and first.frames_done == 10
             assert all(client.job(j).attempts == 1 for j in jobs[1:])
             # the interrupted job resumed: its early frames were not made again
-            assert finals[0].report["frames"] == 10
+            report = finals[0].report
+            assert report.frames == 10
+            # two attempts: the killed one (its energy up to its last checkpoint counts) and the one that finished
+            assert [a.number for a in report.attempts] == [1, 2]
+            assert [a.outcome for a in report.attempts] == [AttemptOutcome.INTERRUPTED, AttemptOutcome.COMPLETED]
+            made_in_first = sum(1 for f in report.per_frame if f.attempt == 1)
+            assert made_in_first >= done_before_kill
+            assert {f.attempt for f in report.per_frame} == {1, 2}
+            assert [a.frames for a in report.attempts] == [made_in_first, 10 - made_in_first]
+            # the total is the exact sum of the frames and what the attempts used outside them
+            assert report.energy.energy_wh == math.fsum(
+                [*(f.energy_wh for f in report.per_frame), *(a.unattributed_wh for a in report.attempts)])
+            assert report.frames_energy_wh == math.fsum(f.energy_wh for f in report.per_frame)
+            assert client.report(jobs[0]) == report
         frames = sorted((data_dir / "jobs" / jobs[0] / "frames").glob("frame_*.png"))
         assert len(frames) == 10
         made_before_kill = [f for f in frames if f.stat().st_mtime < killed_at]

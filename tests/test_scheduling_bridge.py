@@ -4,15 +4,16 @@ that passed while the bridge was down runs at once, run-now overrides, and
 interactive jobs never touch the planned jobs."""
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bridge.client import BridgeClient, EventKind
 from bridge.errors import InvalidArgumentError, PreconditionError
+from bridge.jobs.model import JobState
 from bridge.shot.request import SchedulingSettings
 
-T0 = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 DIP = T0 + timedelta(hours=3)          # 120 g/kWh for three hours, 400 elsewhere
 
 
@@ -57,17 +58,25 @@ def test_batch_job_waits_for_the_greener_window_then_runs(start_bridge, small_sh
     bridge.manager.scheduler.clock = clock
     with BridgeClient(bridge.address) as client:
         first = client.submit(small_shot).job               # interactive: runs now, builds history
-        _wait_state(client, first.job_id, "completed")
+        _wait_state(client, first.job_id, JobState.COMPLETED)
         job = client.submit(small_shot.with_tags(version=2), scheduling=_batch()).job
-        assert job.state == "scheduled"
+        assert job.state is JobState.SCHEDULED
         assert "waiting for a greener window" in job.scheduling_reason and "saves ~70%" in job.scheduling_reason
-        assert datetime.fromisoformat(job.planned_start).replace(tzinfo=timezone.utc) == DIP
-        assert job.expected_co2e_g == pytest.approx(job.run_now_co2e_g * 120 / 400)
+        assert job.decision is not None and job.decision.planned_start == DIP
+        assert job.decision.planned_start.tzinfo is not None
+        assert job.decision.expected_co2e_g == pytest.approx(job.decision.run_now_co2e_g * 120 / 400)
         time.sleep(1.0)
-        assert client.job(job.job_id).state == "scheduled", "a planned job ran before its window"
+        assert client.job(job.job_id).state is JobState.SCHEDULED, "a planned job ran before its window"
         clock.now = DIP + timedelta(seconds=1)
         bridge.manager.scheduler.poke()
-        _wait_state(client, job.job_id, "completed")
+        _wait_state(client, job.job_id, JobState.COMPLETED)
+        # the report carries the plan's facts the savings KPI needs
+        facts = client.report(job.job_id).scheduling
+        assert facts.job_class == "batch" and facts.shifted
+        assert facts.run_now_co2e_g == pytest.approx(job.decision.run_now_co2e_g)
+        assert facts.expected_co2e_g == pytest.approx(job.decision.expected_co2e_g)
+        assert client.report(first.job_id).scheduling.job_class == "interactive"
+        assert not client.report(first.job_id).scheduling.shifted
 
 
 def test_plan_survives_restart_and_a_missed_window_runs_at_once(start_bridge, small_shot, trace, tmp_path):
@@ -75,7 +84,7 @@ def test_plan_survives_restart_and_a_missed_window_runs_at_once(start_bridge, sm
     bridge = start_bridge(carbon_signals=(f"csv:{trace}",), data_dir=data, clock=Clock(T0))
     with BridgeClient(bridge.address) as client:
         job = client.submit(small_shot, scheduling=_batch()).job
-        assert job.state == "scheduled" and "waiting" in job.scheduling_reason
+        assert job.state is JobState.SCHEDULED and "waiting" in job.scheduling_reason
     bridge.stop(grace=0)
 
     # back before the window: the plan is restored, the job keeps waiting
@@ -83,7 +92,9 @@ def test_plan_survives_restart_and_a_missed_window_runs_at_once(start_bridge, sm
     assert job.job_id in bridge.manager.scheduler.held()
     with BridgeClient(bridge.address) as client:
         time.sleep(0.5)
-        assert client.job(job.job_id).state == "scheduled"
+        restored = client.job(job.job_id)
+        assert restored.state is JobState.SCHEDULED
+        assert restored.decision is not None and restored.decision.planned_start == job.decision.planned_start
     bridge.stop(grace=0)
 
     # back after the window opened while it was down: it runs at once
@@ -97,10 +108,10 @@ def test_run_now_overrides_the_plan(start_bridge, small_shot, trace, tmp_path):
     bridge = start_bridge(carbon_signals=(f"csv:{trace}",), clock=Clock(T0))
     with BridgeClient(bridge.address) as client:
         job = client.submit(small_shot, scheduling=_batch()).job
-        assert job.state == "scheduled"
+        assert job.state is JobState.SCHEDULED
         started = client.run_now(job.job_id)
         assert "started now by request" in started.scheduling_reason
-        _wait_state(client, job.job_id, "completed")
+        _wait_state(client, job.job_id, JobState.COMPLETED)
         with pytest.raises(PreconditionError, match="only a scheduled job can be started now"):
             client.run_now(job.job_id)
 
@@ -123,7 +134,7 @@ def test_provider_outage_falls_back_to_the_static_figure(start_bridge, small_sho
         # the trace has nothing for these days: the static table answers, and the plan says so
         assert "runs now" in job.scheduling_reason
         assert "from static after: csv:broken.csv: trace has no values" in job.scheduling_reason
-        _wait_state(client, job.job_id, "completed")
+        _wait_state(client, job.job_id, JobState.COMPLETED)
 
 
 def test_interactive_path_does_not_scan_planned_jobs(start_bridge, small_shot, trace, monkeypatch):
@@ -131,7 +142,7 @@ def test_interactive_path_does_not_scan_planned_jobs(start_bridge, small_shot, t
     store = bridge.manager.store
     with BridgeClient(bridge.address) as client:
         for v in range(1, 6):
-            client.submit(small_shot.with_tags(version=v), scheduling=_batch()).job
+            client.submit(small_shot.with_tags(version=v), scheduling=_batch())
     calls = []
     original = store.list
     monkeypatch.setattr(store, "list", lambda *a, **k: calls.append(k) or original(*a, **k))
@@ -180,9 +191,8 @@ def test_batch_jobs_go_to_the_greener_site_within_capacity(tmp_path):
     job, _ = store.create_job(upload, project="p", shot="s", version=1, request_id="r", shot_sha256="00",
                               backend="guides", frame_count=1, work_estimate=1.0,
                               generation=GenerationSettings(), scheduling=SchedulingSettings())
-    from bridge.jobs.state import JobState
-
-    store.transition(job.job_id, JobState.SCHEDULED, decision=first.to_dict())
+    store.transition(job.job_id, JobState.SCHEDULED, decision=first)
+    assert store.get(job.job_id).decision.planned_start == DIP
     second = scheduler.plan_job(job_id="b", backend="guides", work=1.0, job_class="batch",
                                 deadline=T0 + timedelta(hours=12), duration=timedelta(hours=1), energy_wh=1000)
     assert second.site == "paris" and second.planned_start == DIP + timedelta(hours=1)

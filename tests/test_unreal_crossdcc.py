@@ -5,8 +5,13 @@ has the same matrix_world and projects points where bridge.shot does."""
 import numpy as np
 
 from bridge.shot.camera import look_at, project
-from bridge.shot.coords import (camera_to_canonical, camera_to_unreal, cine_camera_sample, position_to_unreal,
-                                rotator_to_matrix)
+from bridge.shot.coords import (
+    camera_to_canonical,
+    camera_to_unreal,
+    cine_camera_sample,
+    position_to_unreal,
+    rotator_to_matrix,
+)
 
 
 def _path(n=24):
@@ -29,8 +34,9 @@ def test_canonical_path_survives_unreal_round_trip():
 
 def test_blender_camera_matches_unreal_conversion():
     import bpy
-    from bpy_extras.object_utils import world_to_camera_view
     from mathutils import Matrix, Vector
+
+    from bpy_extras.object_utils import world_to_camera_view
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene

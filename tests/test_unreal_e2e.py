@@ -4,6 +4,7 @@ the sequence, "render" passes (the fake writes MRQ-layout EXRs), decode,
 submit, watch on a worker thread, import the frames as a media track. The
 fake shows wiring; the bridge, client, shot and passes are real."""
 
+import math
 import threading
 import time
 
@@ -13,13 +14,13 @@ from tests.fakes import unreal_scene
 
 fake = unreal_scene.install()
 unreal_scene.reload_plugin()
+from bridge.client import BridgeClient  # noqa: E402
+from bridge.jobs.model import JobState  # noqa: E402
+from bridge.shot import coco  # noqa: E402
+from bridge.shot.camera import static_forward_flow  # noqa: E402
 from greenlight_unreal import previz  # noqa: E402
 from greenlight_unreal.mrq_exr import MotionEncoding  # noqa: E402
 from greenlight_unreal.settings import BridgeSettings, PrevizSettings  # noqa: E402
-
-from bridge.client import BridgeClient  # noqa: E402
-from bridge.shot import coco  # noqa: E402
-from bridge.shot.camera import static_forward_flow  # noqa: E402
 
 W, H = 64, 36
 
@@ -69,7 +70,14 @@ def test_sequence_to_media_track_through_a_real_bridge(start_bridge, tmp_path):
     assert tags["Greenlight.job_id"] == run.result.job_id != ""
     assert float(tags["Greenlight.energy_wh"]) == run.result.energy_wh and "Greenlight.co2e_g" in tags
     with BridgeClient(bridge.address) as client:
-        assert client.job(run.result.job_id).state == "completed"
+        assert client.job(run.result.job_id).state is JobState.COMPLETED
+        report = client.report(run.result.job_id)
+    # the run shows the report's totals, which are the exact sums of the frames and the attempt's rest
+    assert run.result.energy_wh == report.energy.energy_wh > 0
+    assert run.result.co2e_g == report.energy.co2e_g_location
+    assert report.energy.energy_wh == math.fsum(
+        [*(f.energy_wh for f in report.per_frame), *(a.unattributed_wh for a in report.attempts)])
+    assert [f.index for f in report.per_frame] == list(range(6))
 
     # every unreal.* call ran on the game (main) thread, none on the worker
     assert fake.THREADS == {threading.main_thread().name}

@@ -103,7 +103,8 @@ def test_import_creates_media_source_and_track_with_tags(tmp_path):
 
 
 def test_pump_runs_work_on_the_tick_and_stops():
-    pump = worker.GameThreadPump(host.register_tick_in_unreal, host.unregister_tick_in_unreal)
+    # a generous per-tick budget: logging the failure below's traceback can take tens of ms on a busy machine
+    pump = worker.GameThreadPump(host.register_tick_in_unreal, host.unregister_tick_in_unreal, budget_s=5.0)
     pump.start()
     seen = []
     t = threading.Thread(target=lambda: [pump.call_soon(lambda i=i: seen.append((i, threading.current_thread().name)))
@@ -119,6 +120,20 @@ def test_pump_runs_work_on_the_tick_and_stops():
     assert seen[-1] == "after"
     pump.stop()
     assert not fake.STATE.tick_callbacks and not pump.running
+
+
+def test_pump_spends_at_most_its_budget_per_tick():
+    pump = worker.GameThreadPump(host.register_tick_in_unreal, host.unregister_tick_in_unreal, budget_s=0.0)
+    pump.start()
+    seen = []
+    for i in range(3):
+        pump.call_soon(seen.append, i)
+    fake.tick()
+    assert seen == [0]                           # the budget is spent after one update: the rest wait, in order
+    fake.tick()
+    fake.tick()
+    assert seen == [0, 1, 2]
+    pump.stop()
 
 
 def test_passes_are_decoded_from_the_fake_render(tmp_path):

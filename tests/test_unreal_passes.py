@@ -7,11 +7,10 @@ import pytest
 from tests.fakes import unreal_scene
 
 unreal_scene.install()
-from greenlight_unreal import mrq_exr  # noqa: E402
-from greenlight_unreal.mrq_exr import MotionEncoding, PassDecodeError  # noqa: E402
-
 from bridge.shot.camera import static_forward_flow  # noqa: E402
 from bridge.shot.coords import Rotator, camera_to_canonical, cine_camera_sample  # noqa: E402
+from greenlight_unreal import mrq_exr  # noqa: E402
+from greenlight_unreal.mrq_exr import MotionEncoding, PassDecodeError  # noqa: E402
 
 W, H = 48, 27
 

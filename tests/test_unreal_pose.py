@@ -9,11 +9,10 @@ import pytest
 from tests.fakes import unreal_scene
 
 unreal_scene.install()
-from greenlight_unreal import skeleton  # noqa: E402
-
 from bridge.shot import coco  # noqa: E402
 from bridge.shot.coords import Rotator, UnrealTransform, camera_to_canonical, cine_camera_sample  # noqa: E402
 from bridge.shot.pose import pose_from_joints  # noqa: E402
+from greenlight_unreal import skeleton  # noqa: E402
 
 
 def _bones(frame=0):

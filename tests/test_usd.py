@@ -12,14 +12,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from pxr import Gf, Usd, UsdGeom  # noqa: E402
 
 from bridge.errors import InvalidArgumentError
 from bridge.shot import validate_shot
 from bridge.shot.camera import focal_length_px, look_at
 from bridge.shot.model import CameraSample, Fps, Frame, Shot, Tags
-
-from pxr import Gf, Usd, UsdGeom  # noqa: E402
-
 from bridge.shot.usd_io import export_camera_usd, import_camera_usd, shot_from_usd  # noqa: E402
 
 CAMERA_FIELDS = ("focal_length_mm", "sensor_width_mm", "sensor_height_mm", "clip_start_m", "clip_end_m",

@@ -6,10 +6,11 @@
 What the build does:
 
 1. copies ``unreal_plugin/Greenlight`` (the .uplugin and Content/Python);
-2. vendors the engine-free Greenlight modules into
-   ``Content/Python/Lib/site-packages/bridge`` (``bridge/__init__.py``,
-   ``errors.py``, ``shot``, ``client``, ``proto``; never by hand), which
-   Unreal adds to ``sys.path`` for every enabled plugin;
+2. vendors the engine-free Greenlight modules listed in
+   ``bridge/vendoring.py`` (``bridge/__init__.py``, ``errors.py``, ``shot``,
+   ``client``, ``proto``; the Blender build uses the same list; never by
+   hand) into ``Content/Python/Lib/site-packages/bridge``, which Unreal
+   adds to ``sys.path`` for every enabled plugin;
 3. writes the compiled dependencies (grpcio, protobuf, numpy, openexr,
    typing_extensions) into the .uplugin's ``PythonRequirements`` block from
    ``requirements.lock``: exact versions with the sha256 of every cp311
@@ -35,16 +36,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bridge.vendoring import copy_tree, vendor_bridge
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SOURCE = HERE / "Greenlight"
 LOCK = HERE / "requirements.lock"
-BRIDGE = REPO / "bridge"
-VENDORED = ("__init__.py", "errors.py", "shot", "client", "proto")
-SKIP = {"codegen.py"}                 # proto/codegen.py needs grpc_tools; not for the editor
 SITE_PACKAGES = Path("Content/Python/Lib/site-packages")
 PINS = {"grpcio": "1.85.1", "protobuf": "7.36.2", "numpy": "1.26.4", "openexr": "3.5.3",
-        "typing_extensions": "4.15.0"}
+        "typing_extensions": "4.15.0", "googleapis_common_protos": "1.76.0"}   # the last: typed errors
 PY_VERSION = "3.11"
 # Unreal platform (Mac split by CPU) -> pip --platform tags, best first.
 PLATFORMS = {
@@ -76,31 +76,14 @@ def read_lock(path: Path = LOCK) -> list[str]:
     return lines
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
-        if path.is_dir() or "__pycache__" in rel.parts or path.suffix == ".pyc" or path.name in SKIP:
-            continue
-        out = dst / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, out)
-
-
 def build(out_dir: str | Path, lock: Path = LOCK) -> Path:
     """Write ``out_dir/Greenlight``; returns its path."""
     requirements = read_lock(lock)
     plugin = Path(out_dir) / "Greenlight"
     if plugin.exists():
         shutil.rmtree(plugin)
-    _copy_tree(SOURCE, plugin)
-    vendor = plugin / SITE_PACKAGES / "bridge"
-    for name in VENDORED:
-        src = BRIDGE / name
-        if src.is_dir():
-            _copy_tree(src, vendor / name)
-        else:
-            vendor.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, vendor / name)
+    copy_tree(SOURCE, plugin)
+    vendor_bridge(plugin / SITE_PACKAGES / "bridge")
     descriptor_path = plugin / "Greenlight.uplugin"
     descriptor = json.loads(descriptor_path.read_text())
     descriptor["PythonRequirements"] = [{"Platform": "All", "Requirements": requirements}]

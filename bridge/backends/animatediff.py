@@ -9,11 +9,16 @@ cached components with only the enabled ControlNets, 4. memory settings,
 frame by frame and stream each frame as soon as it is decoded.
 """
 
+# diffusers re-exports its public classes from a lazy __init__ (``from .models import X`` under TYPE_CHECKING,
+# no __all__), so pyright reports the documented ``from diffusers import X`` as a private import.
+# pyright: reportPrivateImportUsage=false
+
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -25,6 +30,10 @@ from .devices import MemorySettings, default_memory_settings, is_out_of_memory, 
 from .diffusion import DiffusionBackend
 from .loading import require_components
 from .profiles import ModelProfile, load_profile
+
+if TYPE_CHECKING:
+    from diffusers import UNetMotionModel
+    from diffusers.image_processor import PipelineImageInput
 
 log = logging.getLogger(__name__)
 DEFAULT_PROFILE = "animatediff-sd15"
@@ -67,7 +76,8 @@ class AnimateDiffBackend(DiffusionBackend):
             c = settings.control(kind) or ControlSettings(kind)
             if c.enabled and c.strength > 0:
                 controls.append(c)
-        if settings.control("motion") is not None and settings.control("motion").enabled:
+        motion = settings.control("motion")
+        if motion is not None and motion.enabled:
             raise InvalidArgumentError(
                 "generation.controls: backend 'animatediff' has no motion control; use depth and/or pose")
         if not controls:
@@ -135,9 +145,11 @@ class AnimateDiffBackend(DiffusionBackend):
         if "unet_motion" not in entry:
             from diffusers import UNetMotionModel
 
-            # Built once per cached profile: from_unet2d copies weights.
-            entry["unet_motion"] = UNetMotionModel.from_unet2d(entry["unet"], entry["motion_adapter"]).to(
-                device=device, dtype=dtype).eval()
+            # Built once per cached profile: from_unet2d copies weights. Typing: pyright infers from_unet2d's
+            # result from from_config as "model or (model, unused kwargs)", but it is the model; and
+            # ModelMixin.to is @wraps(nn.Module.to), which pyright reads as the unbound signature (wants self).
+            unet_motion = cast("UNetMotionModel", UNetMotionModel.from_unet2d(entry["unet"], entry["motion_adapter"]))
+            entry["unet_motion"] = unet_motion.to(device=device, dtype=dtype).eval()  # pyright: ignore[reportCallIssue]
         return entry
 
     def build_pipeline(self, entry: dict, plan: _Plan):
@@ -181,19 +193,22 @@ class AnimateDiffBackend(DiffusionBackend):
             return {}
 
         try:
-            # 6. denoise to latents
+            # 6. denoise to latents. diffusers' annotations are narrower than what the pipeline takes and
+            # gives: a list (invariant) of per-ControlNet frame lists, the documented callback signature
+            # (pipe, step, timestep, kwargs) -> dict, and the output object (return_dict defaults to True).
             with torch.inference_mode():
                 latents = pipe(
                     prompt=settings.prompt, negative_prompt=settings.negative_prompt or None,
                     num_frames=shot.frame_count, height=plan.height, width=plan.width,
                     num_inference_steps=plan.steps, guidance_scale=plan.guidance_scale,
-                    conditioning_frames=videos,
+                    conditioning_frames=cast("list[PipelineImageInput]", videos),
                     controlnet_conditioning_scale=[c.strength for c in plan.controls],
                     control_guidance_start=[c.guidance_start for c in plan.controls],
                     control_guidance_end=[c.guidance_end for c in plan.controls],
                     generator=torch.Generator("cpu").manual_seed(settings.seed),
-                    output_type="latent", callback_on_step_end=on_step_end,
-                ).frames
+                    output_type="latent",
+                    callback_on_step_end=on_step_end,  # pyright: ignore[reportArgumentType]
+                ).frames  # pyright: ignore[reportAttributeAccessIssue]
                 if ctx.cancelled:
                     return
                 denoise_s = time.monotonic() - started

@@ -36,7 +36,8 @@ class BackendInfo:
 
 
 class JobContext(Protocol):
-    job_id: str
+    @property
+    def job_id(self) -> str: ...
 
     @property
     def cancelled(self) -> bool: ...
@@ -44,6 +45,7 @@ class JobContext(Protocol):
     @property
     def frames_done(self) -> frozenset[int]:
         """Frames stored by an earlier attempt (resume after a restart)."""
+        ...
 
     def progress(self, step: int, total_steps: int, stage: str = "") -> None: ...
 
@@ -67,7 +69,8 @@ class Backend(abc.ABC):
         declared limits and that the passes the enabled controls need exist."""
         info = self.info()
         if not info.available:
-            raise InvalidArgumentError(f"generation.backend: {self.id!r} is not available here: {info.unavailable_reason}")
+            raise InvalidArgumentError(
+                f"generation.backend: {self.id!r} is not available here: {info.unavailable_reason}")
         width = settings.output_width or shot.width
         height = settings.output_height or shot.height
         if shot.frame_count > info.max_frames:
@@ -75,7 +78,8 @@ class Backend(abc.ABC):
                 f"frames: backend {self.id!r} takes at most {info.max_frames} frames, got {shot.frame_count}")
         if width > info.max_width or height > info.max_height:
             raise InvalidArgumentError(
-                f"resolution: backend {self.id!r} takes at most {info.max_width}x{info.max_height}, got {width}x{height}")
+                f"resolution: backend {self.id!r} takes at most {info.max_width}x{info.max_height}, "
+                f"got {width}x{height}")
 
     @abc.abstractmethod
     def run(self, shot: Shot, settings: GenerationSettings, ctx: JobContext) -> None: ...

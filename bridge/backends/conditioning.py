@@ -71,7 +71,8 @@ def depth_to_control(depth_m: np.ndarray, background: str = "inf") -> np.ndarray
 # ---------------------------------------------------------------------- pose
 
 def _scaled(color, factor: float) -> tuple[int, int, int]:
-    return tuple(int(round(c * factor)) for c in color)
+    r, g, b = color
+    return int(round(r * factor)), int(round(g * factor)), int(round(b * factor))
 
 
 def _draw_pose(poses, width: int, height: int, canvas, include_occluded: bool,
@@ -112,7 +113,7 @@ def _draw_pose(poses, width: int, height: int, canvas, include_occluded: bool,
         for k in np.flatnonzero(drawn):
             x, y = pts[k]
             draw.ellipse([x - radius, y - radius, x + radius, y + radius],
-                         fill=_scaled(coco.COLORS[k], factor[k]))
+                         fill=_scaled(coco.COLORS[k], float(factor[k])))
     return np.asarray(image, dtype=np.uint8).copy()
 
 
@@ -216,7 +217,7 @@ def guides_frame(frame, width: int, height: int, background: str = "inf") -> np.
     """
     width, height = int(width), int(height)
     if frame.depth_m is not None:
-        base = _fit(depth_to_control(frame.depth_m, background), width, height, Image.NEAREST)
+        base = _fit(depth_to_control(frame.depth_m, background), width, height, Image.Resampling.NEAREST)
     else:
         base = np.full((height, width, 3), 128, np.uint8)
 
@@ -228,7 +229,7 @@ def guides_frame(frame, width: int, height: int, background: str = "inf") -> np.
         if iw >= 3 and ih >= 3:
             flow_rgb = flow_to_color(frame.motion_px)
             inner = np.asarray(Image.fromarray(flow_rgb, "RGB").resize(
-                (iw - 2, ih - 2), Image.BILINEAR))
+                (iw - 2, ih - 2), Image.Resampling.BILINEAR))
             inset = np.full((ih, iw, 3), 255, np.uint8)
             inset[1:-1, 1:-1] = inner
             out[height - ih:, width - iw:] = inset

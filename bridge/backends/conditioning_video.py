@@ -5,14 +5,22 @@ resize them to the output resolution."""
 
 from __future__ import annotations
 
-from ..shot.model import Shot
+import numpy as np
+
+from ..shot.model import Frame, Shot
 from .conditioning import depth_to_control, draw_pose
+
+
+def _depth(frame: Frame) -> np.ndarray:
+    if frame.depth_m is None:
+        raise ValueError(f"frame {frame.index} has no depth pass: cannot draw its depth control")
+    return frame.depth_m
 
 
 def control_frames(shot: Shot, kind: str) -> list:
     """uint8 [H, W, 3] arrays for one control kind."""
     if kind == "depth":
-        return [depth_to_control(f.depth_m, background=shot.depth_background) for f in shot.frames]
+        return [depth_to_control(_depth(f), background=shot.depth_background) for f in shot.frames]
     if kind == "pose":
         return [draw_pose(f.poses, shot.width, shot.height) for f in shot.frames]
     raise ValueError(f"no control video for {kind!r}")

@@ -18,7 +18,7 @@ class MemorySettings:
     attention_slicing: bool = False
     model_cpu_offload: bool = False
 
-    def lower(self) -> "MemorySettings":
+    def lower(self) -> MemorySettings:
         """The next, lower-memory step used after an out-of-memory error."""
         return replace(self, vae_slicing=True, vae_tiling=True, attention_slicing=True,
                        model_cpu_offload=True)

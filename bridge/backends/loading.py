@@ -6,6 +6,10 @@ Nothing falls back silently: a component that is not there raises
 ``ModelMissingError`` naming the component, its source and how to get it.
 """
 
+# diffusers re-exports its public classes from a lazy __init__ (``from .models import X`` under TYPE_CHECKING,
+# no __all__), so pyright reports the documented ``from diffusers import X`` as a private import.
+# pyright: reportPrivateImportUsage=false
+
 from __future__ import annotations
 
 import logging
@@ -14,6 +18,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from ..errors import PreconditionError
 from .profiles import ModelProfile
@@ -102,7 +107,8 @@ def missing_components(profile: ModelProfile, needed: set[str] | None = None):
         try:
             from huggingface_hub import try_to_load_from_cache
         except ImportError:
-            missing.append((spec.name, source, "huggingface_hub is not installed (pip install 'greenlight[diffusion]')"))
+            missing.append((spec.name, source,
+                            "huggingface_hub is not installed (pip install 'greenlight[diffusion]')"))
             continue
         cached = try_to_load_from_cache(source, rel)
         if not isinstance(cached, str):
@@ -137,7 +143,9 @@ def load_component(profile: ModelProfile, spec: ComponentSpec, dtype=None):
         import diffusers
 
         try:
-            config = diffusers.DDIMScheduler.load_config(source, **kwargs)
+            # load_config is annotated as returning (config, unused kwargs); without return_unused_kwargs
+            # it returns the config dict alone
+            config = cast("dict[str, Any]", diffusers.DDIMScheduler.load_config(source, **kwargs))
         except (OSError, ValueError) as exc:
             raise ModelMissingError(profile, spec.name, source, f"{type(exc).__name__}: {exc}") from exc
         return getattr(diffusers, config["_class_name"]).from_config(config)

@@ -6,10 +6,15 @@ with no download: tests, benchmarks and the offline demo use it. Its output
 is noise shaped by the controls, not a picture: random weights.
 """
 
+# diffusers re-exports its public classes from a lazy __init__ (``from .models import X`` under TYPE_CHECKING,
+# no __all__), so pyright reports the documented ``from diffusers import X`` as a private import.
+# pyright: reportPrivateImportUsage=false
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -50,12 +55,17 @@ def build_tiny_animatediff(root: str | Path, seed: int = 0, size: str = "tiny") 
         bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=16, intermediate_size=37,
         num_attention_heads=4, num_hidden_layers=2, vocab_size=vocab_size, projection_dim=16))
     text_encoder.save_pretrained(base / "text_encoder")
-    blocks = dict(block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                  cross_attention_dim=16, norm_num_groups=2, attention_head_dim=2, layers_per_block=1)
+    # shared UNet / ControlNet kwargs of mixed types (typed Any so ** does not pass their union to every parameter)
+    blocks: dict[str, Any] = dict(
+        block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        cross_attention_dim=16, norm_num_groups=2, attention_head_dim=2, layers_per_block=1)
     UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4,
                          up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), **blocks).save_pretrained(base / "unet")
-    AutoencoderKL(block_out_channels=(8, 8, 8, 8), layers_per_block=1, in_channels=3, out_channels=3,
-                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    # AutoencoderKL annotates its per-block tuples as tuple[int] / tuple[str] (one element); they take one per block
+    AutoencoderKL(block_out_channels=(8, 8, 8, 8),  # pyright: ignore[reportArgumentType]
+                  down_block_types=("DownEncoderBlock2D",) * 4,  # pyright: ignore[reportArgumentType]
+                  up_block_types=("UpDecoderBlock2D",) * 4,  # pyright: ignore[reportArgumentType]
+                  layers_per_block=1, in_channels=3, out_channels=3,
                   latent_channels=4, norm_num_groups=2).save_pretrained(base / "vae")
     DDIMScheduler(beta_schedule="linear", clip_sample=False).save_pretrained(base / "scheduler")
     MotionAdapter(block_out_channels=(8, 16), motion_layers_per_block=1, motion_norm_num_groups=2,
@@ -127,8 +137,14 @@ def direct_animatediff_pipeline(profile_path: str | Path):
     """The tiny model as a plain diffusers AnimateDiffControlNetPipeline,
     loaded straight from its folders without Greenlight's loader: the
     reference that tests and benchmarks compare the bridge against."""
-    from diffusers import (AnimateDiffControlNetPipeline, AutoencoderKL, ControlNetModel, DDIMScheduler,
-                           MotionAdapter, UNet2DConditionModel)
+    from diffusers import (
+        AnimateDiffControlNetPipeline,
+        AutoencoderKL,
+        ControlNetModel,
+        DDIMScheduler,
+        MotionAdapter,
+        UNet2DConditionModel,
+    )
     from diffusers.models.controlnets import MultiControlNetModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -141,7 +157,10 @@ def direct_animatediff_pipeline(profile_path: str | Path):
         motion_adapter=MotionAdapter.from_pretrained(root / "motion_adapter"),
         controlnet=MultiControlNetModel([ControlNetModel.from_pretrained(root / "controlnet_depth"),
                                          ControlNetModel.from_pretrained(root / "controlnet_pose")]),
-        scheduler=DDIMScheduler.from_pretrained(root / "base", subfolder="scheduler"),
+        # annotated as the KarrasDiffusionSchedulers enum (it means a scheduler of one of those classes), and
+        # from_pretrained as "scheduler or (scheduler, unused kwargs)"; it returns the scheduler
+        scheduler=DDIMScheduler.from_pretrained(  # pyright: ignore[reportArgumentType]
+            root / "base", subfolder="scheduler"),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -16,11 +16,16 @@ frame by latent frame and stream frames as each group comes out. Shots of
 frame and the extra frames are not returned.
 """
 
+# diffusers re-exports its public classes from a lazy __init__ (``from .models import X`` under TYPE_CHECKING,
+# no __all__), so pyright reports the documented ``from diffusers import X`` as a private import.
+# pyright: reportPrivateImportUsage=false
+
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +37,9 @@ from .devices import pick_device
 from .diffusion import DiffusionBackend
 from .loading import require_components
 from .profiles import ModelProfile, load_profile
+
+if TYPE_CHECKING:
+    from diffusers.image_processor import PipelineImageInput
 
 log = logging.getLogger(__name__)
 DEFAULT_PROFILE = "wan-vace-1.3b"
@@ -111,7 +119,7 @@ class WanVaceBackend(DiffusionBackend):
         pipe.set_progress_bar_config(disable=True)
         frames = control_frames(shot, plan.control.kind)
         frames += [frames[-1]] * (plan.num_frames - len(frames))      # pad to 4k+1
-        video = [Image.fromarray(f) for f in frames]
+        video: list[PipelineImageInput] = [Image.fromarray(f) for f in frames]
         started = time.monotonic()
 
         def on_step_end(pipeline, step, timestep, kwargs):
@@ -123,14 +131,18 @@ class WanVaceBackend(DiffusionBackend):
                 ctx.preview(0, step + 1, first[0])
             return {}
 
+        # diffusers' annotations are narrower than what the pipeline takes and gives: negative_prompt defaults
+        # to None, the documented callback signature is (pipe, step, timestep, kwargs) -> dict, and the result
+        # is the output object (return_dict defaults to True), not a tuple.
         with torch.inference_mode():
             latents = pipe(
-                prompt=settings.prompt, negative_prompt=settings.negative_prompt or None, video=video,
+                prompt=settings.prompt, video=video,
+                negative_prompt=settings.negative_prompt or None,  # pyright: ignore[reportArgumentType]
                 conditioning_scale=plan.control.strength, height=plan.height, width=plan.width,
                 num_frames=plan.num_frames, num_inference_steps=plan.steps, guidance_scale=plan.guidance_scale,
                 generator=torch.Generator("cpu").manual_seed(settings.seed), output_type="latent",
-                callback_on_step_end=on_step_end,
-            ).frames
+                callback_on_step_end=on_step_end,  # pyright: ignore[reportArgumentType]
+            ).frames  # pyright: ignore[reportAttributeAccessIssue]
             if ctx.cancelled:
                 return
             denoise_s = time.monotonic() - started

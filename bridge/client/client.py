@@ -13,29 +13,31 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import grpc
 
-from ..errors import BridgeUnavailableError, GreenlightError, error_for_code
+from ..errors import BridgeUnavailableError, GreenlightError
+from ..jobs.model import JobEvent, JobReport, JobStatus
 from ..proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc
 from ..shot.model import Shot
 from ..shot.request import GenerationSettings, SchedulingSettings
 from ..shot.validation import validate_shot
 from ..shot.wire import generation_to_pb, scheduling_to_pb, shot_to_pb
-from .events import EventKind, JobEvent, JobInfo
+from .events import event_from_pb, report_from_pb, status_from_pb
+from .status import error_from_rpc
 
 log = logging.getLogger(__name__)
-DEFAULT_ADDRESS = "127.0.0.1:50151"
+DEFAULT_ADDRESS = "127.0.0.1:50151"   # also bridge.client.settings (no grpc there: it cannot import this module)
 DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024   # well under the bridge's 4 MiB default limit
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
 
 
 @dataclass(frozen=True)
 class Accepted:
-    job: JobInfo
+    job: JobStatus
     duplicate: bool
 
 
@@ -57,7 +59,7 @@ class BridgeClient:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = bridge_pb2_grpc.BridgeStub(self._channel)
 
-    def __enter__(self) -> "BridgeClient":
+    def __enter__(self) -> BridgeClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -101,29 +103,30 @@ class BridgeClient:
         for attempt in range(retries + 1):
             try:
                 reply = self._stub.SubmitShot(chunks(), timeout=timeout, metadata=self._metadata)
-                return Accepted(JobInfo.from_pb(reply.job), reply.duplicate)
+                return Accepted(status_from_pb(reply.job), reply.duplicate)
             except grpc.RpcError as exc:
                 if exc.code() not in _RETRYABLE or attempt == retries:
                     raise _error(exc, self.address) from None
                 time.sleep(min(0.2 * 2 ** attempt, 2.0))
         raise AssertionError("unreachable")
 
-    def job(self, job_id: str) -> JobInfo:
-        return JobInfo.from_pb(self._call(self._stub.GetJob, bridge_pb2.GetJobRequest(job_id=job_id)))
+    def job(self, job_id: str) -> JobStatus:
+        return status_from_pb(self._call(self._stub.GetJob, bridge_pb2.GetJobRequest(job_id=job_id)))
 
-    def jobs(self, project: str = "", limit: int = 100) -> list[JobInfo]:
+    def jobs(self, project: str = "", limit: int = 100) -> list[JobStatus]:
         reply = self._call(self._stub.ListJobs, bridge_pb2.ListJobsRequest(project=project, limit=limit))
-        return [JobInfo.from_pb(j) for j in reply.jobs]
+        return [status_from_pb(j) for j in reply.jobs]
 
-    def cancel(self, job_id: str, reason: str = "") -> JobInfo:
-        return JobInfo.from_pb(self._call(self._stub.CancelJob, bridge_pb2.CancelJobRequest(job_id=job_id, reason=reason)))
+    def cancel(self, job_id: str, reason: str = "") -> JobStatus:
+        return status_from_pb(self._call(self._stub.CancelJob,
+                                         bridge_pb2.CancelJobRequest(job_id=job_id, reason=reason)))
 
-    def run_now(self, job_id: str) -> JobInfo:
+    def run_now(self, job_id: str) -> JobStatus:
         """Start a job that waits for a greener window now."""
-        return JobInfo.from_pb(self._call(self._stub.RunJobNow, bridge_pb2.RunJobNowRequest(job_id=job_id)))
+        return status_from_pb(self._call(self._stub.RunJobNow, bridge_pb2.RunJobNowRequest(job_id=job_id)))
 
-    def report(self, job_id: str) -> dict:
-        return json.loads(self._call(self._stub.GetReport, bridge_pb2.GetReportRequest(job_id=job_id)).json)
+    def report(self, job_id: str) -> JobReport:
+        return report_from_pb(self._call(self._stub.GetReport, bridge_pb2.GetReportRequest(job_id=job_id)))
 
     # ------------------------------------------------------------ watch
     def watch(self, job_id: str, from_frame: int = 0, include_previews: bool = False) -> Iterator[JobEvent]:
@@ -138,13 +141,13 @@ class BridgeClient:
             request = bridge_pb2.WatchJobRequest(job_id=job_id, from_frame=cursor, include_previews=include_previews)
             try:
                 for msg in self._stub.WatchJob(request, metadata=self._metadata):
-                    event = JobEvent.from_pb(msg)
+                    event = event_from_pb(msg)
                     last_progress = time.monotonic()
                     backoff = 0.1
-                    if event.kind is EventKind.FRAME:
-                        if event.index in received:
+                    if event.frame is not None:
+                        if event.frame.index in received:
                             continue
-                        received.add(event.index)
+                        received.add(event.frame.index)
                         while cursor in received:
                             cursor += 1
                     yield event
@@ -161,10 +164,11 @@ class BridgeClient:
             backoff = min(backoff * 2, 2.0)
 
     def download(self, job_id: str, folder: str | Path, on_event: Callable[[JobEvent], None] | None = None,
-                 include_previews: bool = False) -> JobEvent:
+                 include_previews: bool = False) -> JobEvent | None:
         """Write frames to ``folder`` as they arrive (``frame_00000.png``),
         then ``report.json`` beside them; resumes after frames already there.
-        Returns the final event."""
+        ``on_event`` sees each frame record with its local path. Returns the
+        final event (None when the stream ended without one)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         start = 0
@@ -172,10 +176,13 @@ class BridgeClient:
             start += 1
         final = None
         for event in self.watch(job_id, from_frame=start, include_previews=include_previews):
-            if event.kind is EventKind.FRAME:
-                _write_atomic(folder / frame_name(event.index), event.png)
-            elif event.kind is EventKind.COMPLETED:
-                _write_atomic(folder / "report.json", json.dumps(event.report, indent=1).encode())
+            if event.frame is not None:
+                path = folder / frame_name(event.frame.index)
+                _write_atomic(path, event.image)
+                event = replace(event, frame=event.frame.with_path(str(path)))
+            elif event.report is not None:
+                _write_atomic(folder / "report.json",
+                              json.dumps(event.report.to_dict(), indent=1, allow_nan=False).encode())
             if on_event is not None:
                 on_event(event)
             if event.kind.terminal:
@@ -194,8 +201,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _error(exc: grpc.RpcError, address: str) -> GreenlightError:
-    code = exc.code()
-    if code is grpc.StatusCode.UNAVAILABLE:
+    """The typed error the bridge sent (same class and fields: ``status.py``);
+    UNAVAILABLE is always ours: the bridge could not be reached."""
+    if exc.code() is grpc.StatusCode.UNAVAILABLE:
         return BridgeUnavailableError(f"cannot reach the Greenlight bridge at {address}: {exc.details()} "
                                       "(is `greenlight serve` running?)")
-    return error_for_code(code.name, exc.details() or code.name)
+    return error_from_rpc(exc)

@@ -1,122 +1,90 @@
-"""Job events as small immutable values the add-ons and CLI consume
-(STYLE practice 7): a kind plus the fields that kind uses."""
+"""greenlight.v1 messages -> the job model (``bridge.jobs.model``), client
+side. The server's ``bridge.server.convert`` writes the same types, so a
+frame record reads back field for field as it was stored."""
 
 from __future__ import annotations
 
-import enum
 import json
-from dataclasses import dataclass
+from datetime import UTC
 
+from ..jobs.model import (
+    Decision,
+    ErrorInfo,
+    EventKind,
+    FrameRecord,
+    JobEvent,
+    JobReport,
+    JobState,
+    JobStatus,
+    Preview,
+    Progress,
+    Tags,
+)
 from ..proto.greenlight.v1 import bridge_pb2
 
+__all__ = ["EventKind", "JobEvent", "event_from_pb", "status_from_pb", "frame_from_pb", "report_from_pb"]
+
 _PB_TO_STATE = {
-    bridge_pb2.JOB_STATE_QUEUED: "queued",
-    bridge_pb2.JOB_STATE_SCHEDULED: "scheduled",
-    bridge_pb2.JOB_STATE_RUNNING: "running",
-    bridge_pb2.JOB_STATE_COMPLETED: "completed",
-    bridge_pb2.JOB_STATE_FAILED: "failed",
-    bridge_pb2.JOB_STATE_CANCELLED: "cancelled",
+    bridge_pb2.JOB_STATE_QUEUED: JobState.QUEUED,
+    bridge_pb2.JOB_STATE_SCHEDULED: JobState.SCHEDULED,
+    bridge_pb2.JOB_STATE_RUNNING: JobState.RUNNING,
+    bridge_pb2.JOB_STATE_COMPLETED: JobState.COMPLETED,
+    bridge_pb2.JOB_STATE_FAILED: JobState.FAILED,
+    bridge_pb2.JOB_STATE_CANCELLED: JobState.CANCELLED,
 }
 
 
-class EventKind(str, enum.Enum):
-    STATUS = "status"
-    PROGRESS = "progress"
-    PREVIEW = "preview"
-    FRAME = "frame"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED)
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    job_id: str
-    project: str
-    shot: str
-    version: int
-    state: str
-    state_reason: str
-    backend: str
-    frame_count: int
-    frames_done: int
-    attempts: int
-    request_id: str
-    site: str
-    planned_start: str
-    expected_co2e_g: float
-    run_now_co2e_g: float
-    scheduling_reason: str
-
-    @classmethod
-    def from_pb(cls, msg: bridge_pb2.JobStatus) -> "JobInfo":
+def status_from_pb(msg: bridge_pb2.JobStatus) -> JobStatus:
+    decision = None
+    if msg.HasField("scheduling"):
         s = msg.scheduling
-        return cls(
-            job_id=msg.job_id, project=msg.tags.project, shot=msg.tags.shot, version=msg.tags.version,
-            state=_PB_TO_STATE.get(msg.state, "unknown"), state_reason=msg.state_reason, backend=msg.backend,
-            frame_count=msg.frame_count, frames_done=msg.frames_done, attempts=msg.attempts,
-            request_id=msg.request_id, site=s.site,
-            planned_start=s.planned_start.ToDatetime().isoformat() if msg.HasField("scheduling") else "",
-            expected_co2e_g=s.expected_co2e_g, run_now_co2e_g=s.run_now_co2e_g, scheduling_reason=s.reason,
-        )
+        decision = Decision(job_id=msg.job_id, site=s.site, planned_start=s.planned_start.ToDatetime(tzinfo=UTC),
+                            expected_co2e_g=s.expected_co2e_g,
+            run_now_co2e_g=s.run_now_co2e_g, run_now_site=s.site, reason=s.reason)
+    return JobStatus(
+        job_id=msg.job_id, tags=Tags(msg.tags.project, msg.tags.shot, msg.tags.version),
+        state=_PB_TO_STATE.get(msg.state, JobState.DETACHED), state_reason=msg.state_reason, backend=msg.backend,
+        frame_count=msg.frame_count, frames_done=msg.frames_done, attempts=msg.attempts,
+        request_id=msg.request_id, decision=decision)
 
 
-@dataclass(frozen=True)
-class FrameEnergy:
-    energy_wh: float
-    measured: bool
-    meter: str
-    co2e_g_location: float
-    co2e_g_market: float | None
-
-    @classmethod
-    def from_pb(cls, msg: bridge_pb2.Energy) -> "FrameEnergy":
-        return cls(msg.energy_wh, msg.measured, msg.meter, msg.co2e_g_location,
-                   msg.co2e_g_market if msg.HasField("co2e_g_market") else None)
+def frame_from_pb(msg: bridge_pb2.FrameResult) -> FrameRecord:
+    e = msg.energy
+    return FrameRecord(index=msg.index, attempt=e.attempt, meter=e.meter, measured=e.measured,
+                       energy_wh=e.energy_wh, work=e.work, site=e.site, pue=e.pue or 1.0,
+                       intensity_g_per_kwh=e.intensity_g_per_kwh, intensity_source=e.intensity_source,
+                       co2e_g_location=e.co2e_g_location,
+                       co2e_g_market=e.co2e_g_market if e.HasField("co2e_g_market") else None)
 
 
-@dataclass(frozen=True)
-class JobEvent:
-    kind: EventKind
-    job_id: str
-    status: JobInfo | None = None
-    step: int = 0
-    total_steps: int = 0
-    frames_done: int = 0
-    elapsed_s: float = 0.0
-    eta_s: float = -1.0
-    energy_wh_so_far: float = 0.0
-    stage: str = ""
-    index: int = -1
-    png: bytes = b""
-    energy: FrameEnergy | None = None
-    report: dict | None = None
-    message: str = ""
+def report_from_pb(msg: bridge_pb2.JobReport) -> JobReport:
+    return JobReport.from_dict(json.loads(msg.json))
 
-    @classmethod
-    def from_pb(cls, msg: bridge_pb2.JobEvent) -> "JobEvent":
-        kind = msg.WhichOneof("kind")
-        if kind == "status":
-            return cls(EventKind.STATUS, msg.job_id, status=JobInfo.from_pb(msg.status))
-        if kind == "progress":
-            p = msg.progress
-            return cls(EventKind.PROGRESS, msg.job_id, step=p.step, total_steps=p.total_steps,
-                       frames_done=p.frames_done, elapsed_s=p.elapsed_s, eta_s=p.eta_s,
-                       energy_wh_so_far=p.energy_wh_so_far, stage=p.stage)
-        if kind == "preview":
-            return cls(EventKind.PREVIEW, msg.job_id, index=msg.preview.index, step=msg.preview.step,
-                       png=msg.preview.image.data)
-        if kind == "frame":
-            return cls(EventKind.FRAME, msg.job_id, index=msg.frame.index, png=msg.frame.image.data,
-                       energy=FrameEnergy.from_pb(msg.frame.energy))
-        if kind == "completed":
-            return cls(EventKind.COMPLETED, msg.job_id, report=json.loads(msg.completed.report.json))
-        if kind == "failed":
-            return cls(EventKind.FAILED, msg.job_id, message=msg.failed.message)
-        if kind == "cancelled":
-            return cls(EventKind.CANCELLED, msg.job_id, message=msg.cancelled.reason)
-        raise ValueError(f"unknown job event kind {kind!r} (newer bridge?)")
+
+def event_from_pb(msg: bridge_pb2.JobEvent) -> JobEvent:
+    name = msg.WhichOneof("kind")
+    try:
+        kind = EventKind(name)     # the oneof's field names are the event kinds
+    except ValueError:
+        raise ValueError(f"unknown job event kind {name!r} (newer bridge?)") from None
+    job_id = msg.job_id
+    if kind is EventKind.STATUS:
+        return JobEvent(kind, job_id, status=status_from_pb(msg.status))
+    if kind is EventKind.PROGRESS:
+        p = msg.progress
+        return JobEvent(kind, job_id, progress=Progress(
+            step=p.step, total_steps=p.total_steps, frames_done=p.frames_done, elapsed_s=p.elapsed_s,
+            eta_s=p.eta_s, energy_wh_so_far=p.energy_wh_so_far, stage=p.stage))
+    if kind is EventKind.PREVIEW:
+        return JobEvent(kind, job_id, preview=Preview(msg.preview.index, msg.preview.step, msg.preview.image.data))
+    if kind is EventKind.FRAME:
+        return JobEvent(kind, job_id, frame=frame_from_pb(msg.frame), image=msg.frame.image.data)
+    if kind is EventKind.COMPLETED:
+        return JobEvent(kind, job_id, report=report_from_pb(msg.completed.report))
+    if kind is EventKind.FAILED:
+        return JobEvent(kind, job_id, message=msg.failed.message,
+                        error=ErrorInfo(code=msg.failed.code or "INTERNAL", error_class="BackendError",
+                                        message=msg.failed.message))
+    if kind is EventKind.CANCELLED:
+        return JobEvent(kind, job_id, message=msg.cancelled.reason)
+    raise ValueError(f"job event kind {name!r} is not a bridge event")

@@ -22,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..errors import GreenlightError, InvalidArgumentError
+from ..jobs.model import JobReport, JobState
 from .client import frame_name
 
 FRAME_PREFIX = "frame_"
@@ -46,21 +47,21 @@ class ShotVersion:
     """One downloaded version: its folder, report and the frames on disk."""
 
     folder: Path
-    report: dict
+    report: JobReport
     frame_count: int
     fps: Fraction
 
     @property
     def project(self) -> str:
-        return str(self.report.get("tags", {}).get("project", ""))
+        return self.report.tags.project
 
     @property
     def shot(self) -> str:
-        return str(self.report.get("tags", {}).get("shot", ""))
+        return self.report.tags.shot
 
     @property
     def version(self) -> int:
-        return int(self.report.get("tags", {}).get("version", 0))
+        return self.report.tags.version
 
 
 def read_version(folder: str | Path) -> ShotVersion:
@@ -72,18 +73,21 @@ def read_version(folder: str | Path) -> ShotVersion:
         raise InvalidArgumentError(f"{folder}: no report.json; not a finished version folder "
                                    "(written by `greenlight submit --watch` when a job completes)")
     try:
-        report = json.loads(report_path.read_text())
+        data = json.loads(report_path.read_text())
     except json.JSONDecodeError as exc:
         raise InvalidArgumentError(f"{report_path}: not JSON ({exc})") from exc
-    if report.get("state", "completed") != "completed":
-        raise InvalidArgumentError(f"{report_path}: the job ended {report.get('state')!r}; only completed "
-                                   "versions go on the timeline")
+    if not isinstance(data, dict) or "fps" not in data or "frames" not in data:
+        raise InvalidArgumentError(f"{report_path}: needs 'fps' [numerator, denominator] and 'frames'")
     try:
-        fps = Fraction(int(report["fps"][0]), int(report["fps"][1]))
-        expected = int(report["frames"])
+        report = JobReport.from_dict(data)
+        fps = Fraction(*report.fps)
+        expected = int(report.frames)
     except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
         raise InvalidArgumentError(
             f"{report_path}: needs 'fps' [numerator, denominator] and 'frames' ({exc!r})") from exc
+    if report.state is not JobState.COMPLETED:
+        raise InvalidArgumentError(f"{report_path}: the job ended {report.state.value!r}; only completed "
+                                   "versions go on the timeline")
     for index in range(expected):
         if not (folder / frame_name(index)).is_file():
             raise InvalidArgumentError(
@@ -121,39 +125,43 @@ def version_metadata(version: ShotVersion, generation: dict | None = None) -> di
     report's own ``generation`` entry, where the report has one.
     """
     r = version.report
-    gen = {**(r.get("generation") or {}), **(generation or {})}
-    energy = r.get("energy") or {}
-    measured = energy.get("measured")
-    meta = {
-        "job_id": r.get("job_id"),
+    gen = {**r.generation, **(generation or {})}
+    e = r.energy
+    return {
+        "job_id": r.job_id,
         "project": version.project,
         "shot": version.shot,
         "version": version.version,
-        "backend": r.get("backend") or gen.get("backend"),
+        "backend": r.backend or gen.get("backend"),
         "seed": _int64_or_text(gen.get("seed")),
         "prompt": gen.get("prompt"),
         "negative_prompt": gen.get("negative_prompt"),
         "model_profile": gen.get("model_profile"),
         "frames": version.frame_count,
         "fps": [version.fps.numerator, version.fps.denominator],
-        "energy_wh": energy.get("energy_wh"),
-        "energy_method": None if measured is None else ("measured" if measured else "estimated"),
-        "meter": energy.get("meter"),
-        "facility_energy_wh": r.get("facility_energy_wh"),
-        "pue": r.get("pue"),
-        "water_l": r.get("water_l"),
-        "co2e_g_location": energy.get("co2e_g_location"),
-        "co2e_g_market": energy.get("co2e_g_market"),
-        "intensity_g_per_kwh": r.get("intensity_g_per_kwh"),
-        "intensity_source": r.get("intensity_source"),
-        "site": r.get("site"),
-        "grid_region": r.get("grid_region"),
-        "sci": r.get("sci"),
-        "sci_unit": r.get("sci_unit"),
-        "wall_s": r.get("wall_s"),
+        "energy_wh": e.energy_wh,
+        "energy_method": "measured" if e.measured else "estimated",
+        "meter": e.meter,
+        "facility_energy_wh": r.facility_energy_wh,
+        "pue": r.pue,
+        "water_l": r.water_l,
+        "co2e_g_location": e.co2e_g_location,
+        "co2e_g_market": e.co2e_g_market,
+        "intensity_g_per_kwh": r.intensity_g_per_kwh,
+        "intensity_source": r.intensity_source,
+        "site": r.site,
+        "grid_region": r.grid_region,
+        "sci": r.sci,
+        "sci_unit": r.sci_unit,
+        "wall_s": r.wall_s,
+        "report_schema": r.schema_version,
+        # each frame's figures as fixed when it was made (the report's per_frame records)
+        "per_frame": [{"index": f.index, "energy_wh": f.energy_wh, "co2e_g_location": f.co2e_g_location,
+                       "co2e_g_market": f.co2e_g_market, "intensity_g_per_kwh": f.intensity_g_per_kwh,
+                       "intensity_source": f.intensity_source, "site": f.site, "meter": f.meter,
+                       "measured": f.measured, "attempt": f.attempt} for f in r.per_frame],
         "report": str(version.folder / "report.json"),
     }
-    return meta
 
 
 def version_clip(version: ShotVersion, generation: dict | None = None):
@@ -236,8 +244,8 @@ def _previous_generations(path: Path, versions: list[ShotVersion]) -> dict[int, 
         kept = {k: meta[k] for k in _GENERATION_KEYS if k in meta and meta[k] is not None}
         if meta.get("job_id") and kept:
             by_job[meta["job_id"]] = kept
-    return {v.version: by_job[v.report["job_id"]] for v in versions
-            if v.report.get("job_id") in by_job and not v.report.get("generation")}
+    return {v.version: by_job[v.report.job_id] for v in versions
+            if v.report.job_id in by_job and not v.report.generation}
 
 
 def write_otio(folders, path: str | Path, generations: dict[int, dict] | None = None,

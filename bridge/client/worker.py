@@ -1,58 +1,42 @@
 """Submit a shot and stream its frames on a worker thread, for the add-ons
-(STYLE practice 6): the network runs here, the host applies ``Update``
-values on its main thread (Blender: a ``bpy.app.timers`` drain; Unreal: a
-Slate post-tick pump). Never touches a host API.
+(STYLE practice 6): the network runs here, the host applies the
+``JobEvent`` values it delivers on its main thread (Blender: a
+``bpy.app.timers`` drain; Unreal: a Slate post-tick pump). Never touches a
+host API.
 
-Update kinds: accepted, progress, frame, completed, failed, cancelled,
-error (the job could not be submitted or followed), warning (e.g. a cancel
-request that did not reach the bridge; the job goes on).
+Events (``bridge.jobs.model.EventKind``): ACCEPTED (status), STATUS,
+PROGRESS, FRAME (the stored frame record with its local path, and running
+``totals``), COMPLETED (report), FAILED, CANCELLED, ERROR (the job could not
+be submitted or followed: ``error`` names the ``bridge.errors`` class) and
+WARNING (e.g. a cancel request that did not reach the bridge; the job goes
+on). ``key`` names the worker before the bridge assigns a job id.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from ..errors import GreenlightError
-from .client import BridgeClient, frame_name
-from .events import EventKind, JobEvent
+from ..jobs.model import ErrorInfo, EventKind, JobEvent, Totals
+from .client import BridgeClient
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Update:
-    """One thing the host's main thread should apply. ``key`` names the
-    worker (known before the bridge assigns a job id)."""
-
-    kind: str
-    key: str = ""
-    job_id: str = ""
-    index: int = -1
-    path: str = ""
-    frames_done: int = 0
-    frame_count: int = 0
-    # frame: this frame's share; progress: the job so far; completed: the job total
-    energy_wh: float = 0.0
-    co2e_g: float = 0.0          # location-based, like energy_wh
-    energy_wh_total: float = 0.0  # sum over the frames received so far
-    co2e_g_total: float = 0.0
-    message: str = ""
-    info: dict = field(default_factory=dict)
-    report: dict | None = None
 
 
 class JobWorker(threading.Thread):
     """Submits ``shot`` (or re-attaches to ``job_id``) and downloads its
     frames into ``folder``, resuming after frames already there; every
-    event becomes ``deliver(Update)`` (called on this thread: hand it to the
-    host's queue)."""
+    event becomes ``deliver(JobEvent)`` (called on this thread: hand it to
+    the host's queue)."""
 
-    def __init__(self, connect: Callable[[], BridgeClient], folder: str | Path, deliver: Callable[[Update], None],
+    def __init__(self, connect: Callable[[], BridgeClient], folder: str | Path,
+                 deliver: Callable[[JobEvent], None],
                  *, shot=None, generation=None, scheduling=None, job_id: str | None = None,
                  key: str | None = None, origin: str = "a DCC"):
         super().__init__(name=f"greenlight-job-{key or job_id or 'new'}", daemon=True)
@@ -68,12 +52,16 @@ class JobWorker(threading.Thread):
         self.key = key or uuid.uuid4().hex   # also the submit's idempotency key
         self.origin = origin
         self._cancel = threading.Event()
-        self._energy_wh = 0.0
-        self._co2e_g = 0.0
-        self._frame_count = shot.frame_count if shot is not None else 0
+        self._energy: list[float] = []
+        self._co2e: list[float] = []
 
-    def _put(self, kind: str, **fields) -> None:
-        self.deliver(Update(kind, key=self.key, job_id=self.job_id, **fields))
+    def _put(self, kind: EventKind, **fields) -> None:
+        self.deliver(JobEvent(kind, job_id=self.job_id, key=self.key, **fields))
+
+    def _error(self, exc: BaseException, message: str = "") -> None:
+        info = ErrorInfo.of(exc)
+        self._put(EventKind.ERROR, error=replace(info, message=message or info.message),
+                  message=message or info.message)
 
     # ------------------------------------------------------------ thread
     def run(self) -> None:
@@ -83,55 +71,37 @@ class JobWorker(threading.Thread):
                     self._submit(client)
                 final = client.download(self.job_id, self.folder, on_event=self._on_event)
                 if final is None:
-                    self._put("error", message=f"job {self.job_id}: the stream ended without a final event")
+                    self._error(GreenlightError(f"job {self.job_id}: the stream ended without a final event"))
         except GreenlightError as exc:
-            self._put("error", message=str(exc))
+            self._error(exc)
         except Exception as exc:  # keep the traceback in the log; the host shows one line
             log.exception("job %s: worker failed", self.job_id or self.key)
-            self._put("error", message=f"unexpected {type(exc).__name__}: {exc} (see the log)")
+            self._error(exc, f"unexpected {type(exc).__name__}: {exc} (see the log)")
 
     def _submit(self, client: BridgeClient) -> None:
         kwargs = {k: v for k, v in (("generation", self.generation), ("scheduling", self.scheduling))
                   if v is not None}
+        if self.shot is None:
+            raise GreenlightError("JobWorker: nothing to submit (this worker re-attaches to a job)")
         accepted = client.submit(self.shot, request_id=self.key, **kwargs)
-        info = accepted.job
-        self.job_id = info.job_id
-        self._put("accepted", frame_count=info.frame_count, info={
-            "backend": info.backend, "state": info.state, "site": info.site,
-            "scheduling_reason": info.scheduling_reason, "expected_co2e_g": info.expected_co2e_g,
-            "run_now_co2e_g": info.run_now_co2e_g, "planned_start": info.planned_start,
-            "duplicate": accepted.duplicate})
+        self.job_id = accepted.job.job_id
+        self._put(EventKind.ACCEPTED, status=accepted.job, duplicate=accepted.duplicate)
         if self._cancel.is_set():
             client.cancel(self.job_id, f"cancelled from {self.origin}")
 
     def _on_event(self, event: JobEvent) -> None:
-        if event.kind is EventKind.STATUS and event.status is not None:
-            self._frame_count = event.status.frame_count or self._frame_count
-            self._put("progress", frames_done=event.status.frames_done, frame_count=self._frame_count,
-                      message=event.status.state, info={"scheduling_reason": event.status.scheduling_reason})
-        elif event.kind is EventKind.PROGRESS:
-            self._put("progress", frames_done=event.frames_done, frame_count=self._frame_count,
-                      energy_wh=event.energy_wh_so_far, message=event.stage)
-        elif event.kind is EventKind.FRAME:
-            e = event.energy
-            wh, g = (e.energy_wh, e.co2e_g_location) if e is not None else (0.0, 0.0)
-            self._energy_wh += wh
-            self._co2e_g += g
-            self._put("frame", index=event.index, path=str(self.folder / frame_name(event.index)),
-                      frame_count=self._frame_count, energy_wh=wh, co2e_g=g,
-                      energy_wh_total=self._energy_wh, co2e_g_total=self._co2e_g)
+        if event.kind is EventKind.FRAME and event.frame is not None:
+            self._energy.append(event.frame.energy_wh)
+            self._co2e.append(event.frame.co2e_g_location)
+            self._put(EventKind.FRAME, frame=event.frame, totals=self._totals())   # image bytes stay on disk
         elif event.kind is EventKind.COMPLETED:
-            report = event.report or {}
-            energy = report.get("energy") or {}
-            self._put("completed", report=report, path=str(self.folder),
-                      frame_count=int(report.get("frames", self._frame_count)),
-                      energy_wh=float(energy.get("energy_wh", self._energy_wh)),
-                      co2e_g=float(energy.get("co2e_g_location", self._co2e_g)),
-                      energy_wh_total=self._energy_wh, co2e_g_total=self._co2e_g,
-                      info={"measured": bool(energy.get("measured", False)), "meter": str(energy.get("meter", "")),
-                            "site": str(report.get("site", ""))})
-        elif event.kind in (EventKind.FAILED, EventKind.CANCELLED):
-            self._put(event.kind.value, message=event.message)
+            self._put(EventKind.COMPLETED, report=event.report, totals=self._totals())
+        elif event.kind is not EventKind.PREVIEW:
+            self.deliver(replace(event, key=self.key, job_id=event.job_id or self.job_id))
+
+    def _totals(self) -> Totals:
+        return Totals(frames=len(self._energy), energy_wh=math.fsum(self._energy),
+                      co2e_g_location=math.fsum(self._co2e))
 
     # ------------------------------------------------------------ cancel
     def cancel(self) -> None:
@@ -143,28 +113,28 @@ class JobWorker(threading.Thread):
 
 
 def send_run_now(connect: Callable[[], BridgeClient], job_id: str,
-                 deliver: Callable[[Update], None] | None = None, key: str = "") -> None:
+                 deliver: Callable[[JobEvent], None] | None = None, key: str = "") -> None:
     """Ask the bridge to start a job that waits for a greener window now."""
     try:
         with connect() as client:
-            info = client.run_now(job_id)
+            status = client.run_now(job_id)
         if deliver is not None:
-            deliver(Update("progress", key=key, job_id=job_id, frame_count=info.frame_count,
-                           frames_done=info.frames_done, message=info.state,
-                           info={"scheduling_reason": info.scheduling_reason}))
+            deliver(JobEvent(EventKind.STATUS, job_id=job_id, key=key, status=status))
     except GreenlightError as exc:
         log.warning("run-now %s failed: %s", job_id, exc)
         if deliver is not None:
-            deliver(Update("warning", key=key, job_id=job_id, message=f"run now {job_id}: {exc}"))
+            deliver(JobEvent(EventKind.WARNING, job_id=job_id, key=key, error=ErrorInfo.of(exc),
+                             message=f"run now {job_id}: {exc}"))
 
 
 def send_cancel(connect: Callable[[], BridgeClient], job_id: str, origin: str = "a DCC",
-                deliver: Callable[[Update], None] | None = None, key: str = "") -> None:
-    """Ask the bridge to cancel ``job_id``; a failure becomes a warning Update."""
+                deliver: Callable[[JobEvent], None] | None = None, key: str = "") -> None:
+    """Ask the bridge to cancel ``job_id``; a failure becomes a WARNING event."""
     try:
         with connect() as client:
             client.cancel(job_id, f"cancelled from {origin}")
     except GreenlightError as exc:
         log.warning("cancel %s failed: %s", job_id, exc)
         if deliver is not None:
-            deliver(Update("warning", key=key, job_id=job_id, message=f"cancel {job_id}: {exc}"))
+            deliver(JobEvent(EventKind.WARNING, job_id=job_id, key=key, error=ErrorInfo.of(exc),
+                             message=f"cancel {job_id}: {exc}"))

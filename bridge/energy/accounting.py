@@ -93,6 +93,14 @@ class Site:
                 raise InvalidArgumentError(f"{where}: intensity_g_per_kwh is set but intensity_source is empty")
 
 
+def site_intensity(site: Site) -> float:
+    """The site's location-based intensity: ``Site.__post_init__`` fills a
+    ``None`` in from the static table, so it is only missing if that was bypassed."""
+    if site.intensity_g_per_kwh is None:
+        raise ValueError(f"site {site.name!r}: intensity_g_per_kwh was never resolved (Site.__post_init__ skipped)")
+    return site.intensity_g_per_kwh
+
+
 def functional_unit(kind: str, frames: int, fps: tuple[int, int]) -> tuple[float, str]:
     """R for a report: ("second" | "frame" | "shot_version") -> (value, unit)."""
     if kind not in FUNCTIONAL_UNITS:
@@ -129,7 +137,7 @@ def operational_g(site: Site, energy_wh: float, intensity_g_per_kwh: float | Non
     """(location-based, market-based or None) gCO2e of ``energy_wh`` of IT
     energy at ``site``: the per-frame figures of a frame event."""
     facility_kwh = energy_wh * site.pue / 1000.0
-    intensity = site.intensity_g_per_kwh if intensity_g_per_kwh is None else intensity_g_per_kwh
+    intensity = site_intensity(site) if intensity_g_per_kwh is None else intensity_g_per_kwh
     market = None if site.market_g_per_kwh is None else facility_kwh * site.market_g_per_kwh
     return facility_kwh * intensity, market
 
@@ -142,7 +150,7 @@ def account(site: Site, energy_wh: float, reserved_s: float, functional_units: f
     if not math.isfinite(energy_wh) or energy_wh < 0:
         raise ValueError(f"energy_wh must be a finite number >= 0, got {energy_wh!r}")
     if intensity_g_per_kwh is None:
-        intensity, source = site.intensity_g_per_kwh, site.intensity_source
+        intensity, source = site_intensity(site), site.intensity_source
     else:
         if not intensity_source:
             raise ValueError("an intensity override needs its source")

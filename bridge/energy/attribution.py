@@ -3,10 +3,13 @@
 The rule (docs/energy.md, "Attribution"):
 
 1. A job is charged the energy measured over its own window on its device.
-2. Frames share the job's energy in proportion to the work the backend
-   reported for each (``JobContext.frame(index, rgb, work=...)``); the
-   shares sum to the job total exactly (``math.fsum``). When no frame
-   reported any work, frames share equally, and the report says so.
+2. Each frame is charged when it is produced (``RunningAttribution``): the
+   energy measured since the attempt began and not yet charged is shared
+   between this frame and the frames still to come, in proportion to the
+   work the backend reports (``JobContext.frame(index, rgb, work=...)``).
+   The figure is stored with the frame and never recomputed. Energy left
+   when the attempt ends stays with the attempt ("unattributed"); the job
+   total is the exact sum (``math.fsum``) of frames and attempts.
 3. A shared device's idle time between jobs is charged to no job.
 4. Jobs running at once on one device split each interval's energy by the
    work each did in that interval; a job present but idle in an interval
@@ -17,11 +20,12 @@ The rule (docs/energy.md, "Attribution"):
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-RULE = ("job energy split over frames in proportion to the work the backend reported for each frame "
-        "(shares sum to the job total); idle time of a shared device between jobs is charged to no job; "
-        "jobs sharing a device split each interval's energy by the work each did in it")
+RULE = ("each frame is charged when it is produced: the energy measured since the attempt began and not yet "
+        "charged, shared with the frames still to come by the work the backend reported; energy after an "
+        "attempt's last frame (or of an attempt with no frame) stays with the attempt; the job total is the sum "
+        "of both; idle time of a shared device between jobs is charged to no job")
 RULE_EQUAL = "no frame reported any work: job energy split equally over frames (shares sum to the job total)"
 
 
@@ -95,3 +99,43 @@ def split_device_energy(intervals: Sequence[tuple[float, Mapping[str, float]]]) 
         for job, share in zip(jobs, attribute(energy, [works[j] for j in jobs])):
             per_job.setdefault(job, []).append(share)
     return {job: math.fsum(parts) for job, parts in per_job.items()}, math.fsum(idle)
+
+
+class RunningAttribution:
+    """Charge each frame its energy *when it is produced*, so the figure can
+    be stored with the frame and never recomputed (DESIGN section 6).
+
+    The meter's energy since the attempt started accumulates in a pending
+    pool (``add``). A frame produced now takes the share of the pool that
+    its work would get if every frame still to come did the mean work seen
+    so far: ``pool * w / (w + (left - 1) * mean_w)``. Energy spent before
+    the first frame (loading, a shared denoising loop) is thereby spread
+    over all frames still to come instead of landing on whichever frame
+    happens to be decoded first; the last frame takes what is left, so the
+    charged frames plus what stays pending always sum to the measured total.
+    What is still pending when the attempt ends (after its last frame, or
+    all of it when it made none) is the attempt's unattributed energy.
+    """
+
+    def __init__(self, frames_left: int):
+        self.frames_left = max(0, int(frames_left))
+        self.pending_wh = 0.0
+        self._works: list[float] = []
+
+    def add(self, energy_wh: float) -> None:
+        self.pending_wh += _check(energy_wh, "energy_wh")
+
+    def charge(self, work: float = 1.0) -> float:
+        """The share of a frame just produced, taken out of the pool."""
+        work = _check(work, "work")
+        self._works.append(work)
+        if self.frames_left <= 1:
+            share = self.pending_wh
+        else:
+            mean = math.fsum(self._works) / len(self._works)
+            weight = work + (self.frames_left - 1) * mean
+            share = self.pending_wh / self.frames_left if weight == 0 else self.pending_wh * work / weight
+        share = min(max(share, 0.0), self.pending_wh)
+        self.pending_wh -= share
+        self.frames_left = max(0, self.frames_left - 1)
+        return share

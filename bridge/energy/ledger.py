@@ -23,7 +23,10 @@ import threading
 import time
 from pathlib import Path
 
-SCHEMA = """
+from ..jobs.migrations import migrate, run_script
+from ..jobs.model import JobReport, JobState
+
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS ledger_jobs (
     job_id TEXT PRIMARY KEY,
     project TEXT NOT NULL,
@@ -55,10 +58,26 @@ CREATE TABLE IF NOT EXISTS ledger_jobs (
 CREATE INDEX IF NOT EXISTS ledger_jobs_project ON ledger_jobs (project, finished);
 """
 
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    run_script(db, SCHEMA_V1)   # version 0 is the unversioned ledger of greenlight 0.1: the same table
+
+
+def _migrate_v2(db: sqlite3.Connection) -> None:
+    # attempts, and the energy no frame carried (a failed or killed run's), per job
+    have = {r[1] for r in db.execute("PRAGMA table_info(ledger_jobs)")}
+    for name, ddl in (("attempts", "INTEGER NOT NULL DEFAULT 1"), ("unattributed_wh", "REAL NOT NULL DEFAULT 0"),
+                      ("report_schema", "INTEGER NOT NULL DEFAULT 1")):
+        if name not in have:
+            db.execute(f"ALTER TABLE ledger_jobs ADD COLUMN {name} {ddl}")
+
+
+MIGRATIONS = [(1, _migrate_v1), (2, _migrate_v2)]
+
 COLUMNS = ("job_id", "project", "shot", "version", "state", "backend", "finished", "site", "grid_region",
            "frames", "animatic_s", "wall_s", "energy_wh", "measured", "meter", "facility_energy_wh", "water_l",
            "co2e_g_location", "co2e_g_market", "embodied_co2e_g", "intensity_g_per_kwh", "intensity_source",
-           "job_class", "shifted", "run_now_co2e_g", "report")
+           "job_class", "shifted", "run_now_co2e_g", "attempts", "unattributed_wh", "report_schema", "report")
 
 
 class Ledger:
@@ -70,56 +89,53 @@ class Ledger:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0)
         self._db.row_factory = sqlite3.Row
-        with self._lock, self._db:
+        self._db.isolation_level = None
+        with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
+            migrate(self._db, MIGRATIONS, what=f"energy ledger {self.path}")
 
     @classmethod
-    def for_data_dir(cls, data_dir: str | Path) -> "Ledger":
+    def for_data_dir(cls, data_dir: str | Path) -> Ledger:
         return cls(Path(data_dir) / cls.FILE_NAME)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def record(self, report: dict, *, finished: float | None = None, job_class: str | None = None,
-               shifted: bool | None = None, run_now_co2e_g: float | None = None) -> None:
-        """Store a job's final report (as ``executor.build_report`` makes it).
-
-        Scheduling facts come from ``report["scheduling"]`` when present
-        (``job_class``, ``shifted``, ``run_now_co2e_g``); keywords override.
-        """
-        tags, energy = report["tags"], report["energy"]
-        sched = report.get("scheduling") or {}
-        num, den = report["fps"]
+    def record(self, report: JobReport, *, finished: float | None = None) -> None:
+        """Store a job's final report: its figures as the report has them
+        (the sums of its stored frames and attempts), nothing re-priced."""
+        e, sched = report.energy, report.scheduling
         row = {
-            "job_id": report["job_id"], "project": tags["project"], "shot": tags["shot"],
-            "version": int(tags["version"]), "state": report["state"], "backend": report["backend"],
-            "finished": float(finished if finished is not None else report.get("finished", time.time())),
-            "site": report["site"], "grid_region": report["grid_region"],
-            "frames": int(report["frames"]), "animatic_s": report["frames"] * den / num if num else 0.0,
-            "wall_s": float(report["wall_s"]),
-            "energy_wh": float(energy["energy_wh"]), "measured": 1 if energy["measured"] else 0,
-            "meter": energy["meter"], "facility_energy_wh": float(report["facility_energy_wh"]),
-            "water_l": float(report["water_l"]), "co2e_g_location": float(energy["co2e_g_location"]),
-            "co2e_g_market": None if energy.get("co2e_g_market") is None else float(energy["co2e_g_market"]),
-            "embodied_co2e_g": float(report["embodied_co2e_g"]),
-            "intensity_g_per_kwh": float(report["intensity_g_per_kwh"]),
-            "intensity_source": report["intensity_source"],
-            "job_class": job_class or sched.get("job_class", "interactive"),
-            "shifted": 1 if (shifted if shifted is not None else sched.get("shifted", False)) else 0,
-            "run_now_co2e_g": run_now_co2e_g if run_now_co2e_g is not None else sched.get("run_now_co2e_g"),
-            "report": json.dumps(report),
+            "job_id": report.job_id, "project": report.tags.project, "shot": report.tags.shot,
+            "version": int(report.tags.version), "state": report.state.value, "backend": report.backend,
+            "finished": float(finished if finished is not None else (report.finished or time.time())),
+            "site": report.site, "grid_region": report.grid_region, "frames": report.frames,
+            "animatic_s": report.animatic_s, "wall_s": report.wall_s, "energy_wh": e.energy_wh,
+            "measured": 1 if e.measured else 0, "meter": e.meter, "facility_energy_wh": report.facility_energy_wh,
+            "water_l": report.water_l, "co2e_g_location": e.co2e_g_location, "co2e_g_market": e.co2e_g_market,
+            "embodied_co2e_g": report.embodied_co2e_g, "intensity_g_per_kwh": report.intensity_g_per_kwh,
+            "intensity_source": report.intensity_source, "job_class": sched.job_class,
+            "shifted": 1 if sched.shifted else 0, "run_now_co2e_g": sched.run_now_co2e_g,
+            "attempts": len(report.attempts), "unattributed_wh": report.unattributed_wh,
+            "report_schema": report.schema_version, "report": json.dumps(report.to_dict(), allow_nan=False),
         }
         with self._lock, self._db:
+            self._db.execute("BEGIN")
             self._db.execute(f"INSERT OR REPLACE INTO ledger_jobs ({', '.join(COLUMNS)}) "
                              f"VALUES ({', '.join('?' * len(COLUMNS))})", [row[c] for c in COLUMNS])
+
+    def report(self, job_id: str) -> JobReport | None:
+        """The full report a row was made from."""
+        with self._lock:
+            row = self._db.execute("SELECT report FROM ledger_jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JobReport.from_dict(json.loads(row[0])) if row else None
 
     def jobs(self, project: str, since: float | None = None) -> list[dict]:
         q = "SELECT * FROM ledger_jobs WHERE project = ?"
@@ -136,18 +152,18 @@ class Ledger:
         checks its own totals against these)."""
         q = """
             SELECT shot, version, COUNT(*) AS jobs,
-                   SUM(state = 'completed') AS completed,
+                   SUM(state = :done) AS jobs_completed,
                    SUM(energy_wh) AS energy_wh, SUM(facility_energy_wh) AS facility_energy_wh,
                    SUM(water_l) AS water_l, SUM(co2e_g_location) AS co2e_g_location,
                    SUM(co2e_g_market) AS co2e_g_market, SUM(co2e_g_market IS NULL) AS market_missing,
                    SUM(embodied_co2e_g) AS embodied_co2e_g,
-                   SUM(CASE WHEN state = 'completed' THEN animatic_s ELSE 0 END) AS animatic_s,
+                   SUM(CASE WHEN state = :done THEN animatic_s ELSE 0 END) AS animatic_s,
                    SUM(CASE WHEN measured = 1 THEN energy_wh ELSE 0 END) AS measured_wh
-            FROM ledger_jobs WHERE project = ?"""
-        args: list = [project]
+            FROM ledger_jobs WHERE project = :project"""
+        args: dict = {"project": project, "done": JobState.COMPLETED.value}
         if since is not None:
-            q += " AND finished >= ?"
-            args.append(since)
+            q += " AND finished >= :since"
+            args["since"] = since
         q += " GROUP BY shot, version ORDER BY shot, version"
         with self._lock:
             return [dict(r) for r in self._db.execute(q, args).fetchall()]

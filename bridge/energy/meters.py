@@ -22,9 +22,14 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+
+# Reading, MeterError and Meter live in .reading, which nvml and rapl import
+# instead of this module (best_meter imports them): no circle. Importable
+# from here as before.
+from .reading import Meter, MeterError, Reading
 
 log = logging.getLogger(__name__)
 
@@ -34,30 +39,6 @@ log = logging.getLogger(__name__)
 DEFAULT_WATTS_PER_BUSY_CPU = 3.5
 
 DEVICES_FILE = Path(__file__).with_name("devices.json")
-
-
-class MeterError(RuntimeError):
-    """A meter cannot be opened or read (no device, no permission, no library)."""
-
-
-@dataclass(frozen=True)
-class Reading:
-    """A cumulative reading. ``joules`` never decreases for one meter."""
-
-    joules: float
-    measured: bool
-    meter: str
-    t: float = 0.0                               # time.monotonic() of the read, s; 0 = unknown
-    watts: float | None = None                   # instantaneous power at the read, if known
-    parts: tuple[tuple[str, float], ...] = ()    # cumulative joules per device / domain
-    flags: tuple[str, ...] = ()                  # e.g. "counter-reset", "power-integrated"
-
-
-class Meter(Protocol):
-    """What the executor needs. Meters may also define ``min_window_s``: windows
-    shorter than it are computed as power x time (see :func:`window_energy`)."""
-
-    def read(self) -> Reading: ...
 
 
 def joules_to_wh(joules: float) -> float:
@@ -124,7 +105,7 @@ class Window:
         self.start: Reading | None = None
         self.result: WindowEnergy | None = None
 
-    def open(self, start: Reading | None = None) -> "Window":
+    def open(self, start: Reading | None = None) -> Window:
         """Start at a new reading, or at ``start`` (a reading already taken
         from this meter: the job window and the first frame window share it)."""
         self.start = start if start is not None else self.meter.read()
@@ -142,7 +123,7 @@ class Window:
     def close(self) -> WindowEnergy:
         return self.lap()
 
-    def __enter__(self) -> "Window":
+    def __enter__(self) -> Window:
         return self.open()
 
     def __exit__(self, *exc) -> None:
@@ -286,7 +267,8 @@ class CompositeMeter:
             name = " + ".join(r.meter for r in readings)
         else:
             name = " + ".join(f"{r.meter} ({'measured' if r.measured else 'estimated'})" for r in readings)
-        watts = None if any(r.watts is None for r in readings) else sum(r.watts for r in readings)
+        known = [r.watts for r in readings if r.watts is not None]
+        watts = sum(known) if len(known) == len(readings) else None
         parts = tuple(p for r in readings for p in (r.parts or ((r.meter, r.joules),)))
         flags = tuple(sorted({f for r in readings for f in r.flags}))
         return Reading(sum(r.joules for r in readings), measured, name, t=readings[-1].t,

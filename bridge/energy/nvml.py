@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from .meters import MeterError, Reading
+from .reading import MeterError, Reading
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .meters import MeterError, Reading
+from .reading import MeterError, Reading
 
 _ZONE = re.compile(r"^(?P<type>[a-z-]+):(?P<path>\d+(?::\d+)*)$")
 

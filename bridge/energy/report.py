@@ -19,10 +19,13 @@ from __future__ import annotations
 import html
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from ..jobs.model import JobState
 from .ledger import Ledger
+
+COMPLETED = JobState.COMPLETED.value
 
 
 def _div(a: float | None, b: float | None) -> float | None:
@@ -31,13 +34,13 @@ def _div(a: float | None, b: float | None) -> float | None:
 
 def project_report(ledger: Ledger, project: str, since: float | datetime | None = None) -> dict:
     if isinstance(since, datetime):
-        since = (since if since.tzinfo else since.replace(tzinfo=timezone.utc)).timestamp()
+        since = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
     jobs = ledger.jobs(project, since)
     versions = []
     for row in ledger.summary(project, since):
         v = dict(row)
         v["market_missing"] = int(v["market_missing"] or 0)
-        v["completed"] = int(v["completed"] or 0)
+        v["jobs_completed"] = int(v["jobs_completed"] or 0)
         if v["market_missing"] == v["jobs"]:
             v["co2e_g_market"] = None
         v["measured_fraction"] = _div(v.pop("measured_wh"), v["energy_wh"])
@@ -51,7 +54,7 @@ def project_report(ledger: Ledger, project: str, since: float | datetime | None 
         return math.fsum(j[key] for j in jobs)
 
     energy_wh = total("energy_wh")
-    animatic_s = math.fsum(j["animatic_s"] for j in jobs if j["state"] == "completed")
+    animatic_s = math.fsum(j["animatic_s"] for j in jobs if j["state"] == COMPLETED)
     location = total("co2e_g_location")
     embodied = total("embodied_co2e_g")
     market_known = [j["co2e_g_market"] for j in jobs if j["co2e_g_market"] is not None]
@@ -61,9 +64,8 @@ def project_report(ledger: Ledger, project: str, since: float | datetime | None 
     n_versions = len(versions)
     totals = {
         "jobs": len(jobs),
-        "completed": sum(1 for j in jobs if j["state"] == "completed"),
-        "failed": sum(1 for j in jobs if j["state"] == "failed"),
-        "cancelled": sum(1 for j in jobs if j["state"] == "cancelled"),
+        **{f"jobs_{state.value}": sum(1 for j in jobs if j["state"] == state.value)
+           for state in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)},
         "energy_wh": energy_wh,
         "measured_fraction": _div(math.fsum(j["energy_wh"] for j in jobs if j["measured"]), energy_wh),
         "facility_energy_wh": total("facility_energy_wh"),
@@ -102,8 +104,8 @@ def _f(v, fmt="{:.4g}", none="n/a") -> str:
 
 def format_table(report: dict) -> str:
     t = report["totals"]
-    lines = [f"project {report['project']}: {t['jobs']} jobs ({t['completed']} completed, {t['failed']} failed, "
-             f"{t['cancelled']} cancelled), {t['shot_versions']} shot versions"]
+    lines = [f"project {report['project']}: {t['jobs']} jobs ({t['jobs_completed']} completed, "
+             f"{t['jobs_failed']} failed, {t['jobs_cancelled']} cancelled), {t['shot_versions']} shot versions"]
     head = f"{'shot':16} {'ver':>4} {'jobs':>4} {'energy Wh':>10} {'gCO2e LB':>10} {'gCO2e MB':>10} " \
            f"{'embod. g':>9} {'water L':>8} {'anim. s':>8} {'g/s':>8}"
     lines += [head, "-" * len(head)]
@@ -217,7 +219,7 @@ def write_html(report: dict, path: str | Path) -> Path:
     kpi_rows = "\n".join(f"<tr><th>{esc(k)}</th><td class='num' data-kpi='{esc(k)}'>{esc(_f(v, '{!r}'))}</td></tr>"
                          for k, v in kpis)
     meters = "".join(f"<li>{esc(m)}: {'measured' if ok else 'estimated'}</li>" for m, ok in report["meters"])
-    since = "all time" if report["since"] is None else datetime.fromtimestamp(report["since"], timezone.utc).isoformat()
+    since = "all time" if report["since"] is None else datetime.fromtimestamp(report["since"], UTC).isoformat()
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Greenlight energy report: {esc(report['project'])}</title>

@@ -32,17 +32,18 @@ import socket
 import statistics
 import time
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
 
 log = logging.getLogger(__name__)
 
-UTC = timezone.utc
+UTC = UTC
 LBS_PER_MWH_TO_G_PER_KWH = 0.45359237     # 1 lb = 453.59237 g; 1 MWh = 1000 kWh
 STATIC_TABLE_FILE = Path(__file__).with_name("grid_intensity.toml")
 DEFAULT_TIMEOUT_S = 5.0
@@ -118,12 +119,14 @@ def _overlapping(points: Sequence[IntensityPoint], start: datetime, end: datetim
     return [p for p in points if p.end > start and p.start < end]
 
 
-def _with_ends(starts_values: list[tuple[datetime, float]], default_step: timedelta) -> list[tuple[datetime, datetime, float]]:
+def _with_ends(starts_values: list[tuple[datetime, float]],
+               default_step: timedelta) -> list[tuple[datetime, datetime, float]]:
     """Give each (start, value) the next start as its end; the last one the
     median step (or ``default_step``)."""
     starts_values = sorted(starts_values)
     steps = [b[0] - a[0] for a, b in zip(starts_values, starts_values[1:]) if b[0] > a[0]]
-    step = statistics.median(steps) if steps else default_step
+    # median works on any ordered values with + and / (timedelta has both); typeshed allows numbers only
+    step = statistics.median(steps) if steps else default_step  # pyright: ignore[reportArgumentType]
     out = []
     for i, (s, v) in enumerate(starts_values):
         e = starts_values[i + 1][0] if i + 1 < len(starts_values) else s + step
@@ -315,7 +318,7 @@ class HttpSignal:
         except HTTPError as exc:
             detail = exc.read()[:200].decode("utf-8", "replace").strip()
             raise SignalError(self.name, f"HTTP {exc.code} from {url}" + (f": {detail}" if detail else "")) from exc
-        except (socket.timeout, TimeoutError) as exc:
+        except TimeoutError as exc:
             raise SignalError(self.name, f"no answer from {url} within {self.timeout_s:g} s") from exc
         except URLError as exc:
             if isinstance(exc.reason, (socket.timeout, TimeoutError)):
@@ -502,7 +505,8 @@ class UkCarbonIntensity(HttpSignal):
             return self._periods(self._get("/intensity"), False)[0]
         at = utc(at)
         frm = at.replace(minute=30 if at.minute >= 30 else 0, second=0, microsecond=0)
-        pts = self._periods(self._get(f"/intensity/{quote(self._fmt(frm), safe=':')}/{quote(self._fmt(frm + timedelta(minutes=30)), safe=':')}"),
+        pts = self._periods(self._get(f"/intensity/{quote(self._fmt(frm), safe=':')}"
+                                      f"/{quote(self._fmt(frm + timedelta(minutes=30)), safe=':')}"),
                             False)
         for p in pts:
             if p.start <= at < p.end:
@@ -511,7 +515,8 @@ class UkCarbonIntensity(HttpSignal):
 
     def forecast(self, region: str, start: datetime, end: datetime) -> list[IntensityPoint]:
         self._check_region(region)
-        pts = self._periods(self._get(f"/intensity/{quote(self._fmt(start), safe=':')}/{quote(self._fmt(end), safe=':')}"), True)
+        pts = self._periods(self._get(f"/intensity/{quote(self._fmt(start), safe=':')}"
+                                      f"/{quote(self._fmt(end), safe=':')}"), True)
         out = _overlapping(pts, start, end)
         if not out:
             raise SignalError(self.name, f"no periods between {_iso(start)} and {_iso(end)}")

@@ -10,9 +10,9 @@ Errors name the file, the site and the field, at start-up.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Mapping
 
 from ..errors import InvalidArgumentError
 from .accounting import Site

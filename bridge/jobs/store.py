@@ -10,20 +10,28 @@ bridge died, so nothing is silently lost.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import NotFoundError, PreconditionError
 from ..shot.request import GenerationSettings, SchedulingSettings
-from .state import ACTIVE, JobState, check_transition
+from .migrations import migrate, run_script
+from .model import ACTIVE, Attempt, AttemptOutcome, Decision, FrameRecord, JobReport, JobState, check_transition
 
-SCHEMA = """
+log = logging.getLogger(__name__)
+
+# Ordered migrations (PRAGMA user_version). A data folder written by any
+# earlier greenlight opens: version 0 is every unversioned 0.1 layout (with or
+# without the fps columns), brought to version 1 by adding what is missing.
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     project TEXT NOT NULL,
@@ -63,10 +71,64 @@ CREATE TABLE IF NOT EXISTS reports (
     json TEXT NOT NULL
 );
 """
+_V1_ADDED_COLUMNS = {   # columns later 0.1 commits added to a table that already existed
+    "jobs": [("fps_numerator", "INTEGER NOT NULL DEFAULT 24"), ("fps_denominator", "INTEGER NOT NULL DEFAULT 1"),
+             ("work_estimate", "REAL NOT NULL DEFAULT 0"), ("decision", "TEXT NOT NULL DEFAULT '{}'")],
+}
+# Version 2: a frame's figures are fixed when it is made (meter, site, intensity,
+# gCO2e, attempt); attempts are records of their own. Frames stored before it
+# keep their energy and say that their meter and intensity were not recorded.
+_V2_FRAME_COLUMNS = [
+    ("attempt", "INTEGER NOT NULL DEFAULT 0"),
+    ("meter", "TEXT NOT NULL DEFAULT 'not recorded (stored before schema 2)'"),
+    ("measured", "INTEGER NOT NULL DEFAULT 0"),
+    ("site", "TEXT NOT NULL DEFAULT ''"),
+    ("pue", "REAL NOT NULL DEFAULT 1"),
+    ("intensity_g_per_kwh", "REAL NOT NULL DEFAULT 0"),
+    ("intensity_source", "TEXT NOT NULL DEFAULT 'not recorded (stored before schema 2)'"),
+    ("co2e_g_location", "REAL NOT NULL DEFAULT 0"),
+    ("co2e_g_market", "REAL"),
+]
+SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id TEXT NOT NULL REFERENCES jobs (job_id),
+    number INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    record TEXT NOT NULL,            -- Attempt.to_dict() JSON
+    PRIMARY KEY (job_id, number)
+);
+"""
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    run_script(db, SCHEMA_V1)
+    for table, columns in _V1_ADDED_COLUMNS.items():
+        have = _columns(db, table)
+        for name, ddl in columns:
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+
+
+def _migrate_v2(db: sqlite3.Connection) -> None:
+    have = _columns(db, "frames")
+    for name, ddl in _V2_FRAME_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE frames ADD COLUMN {name} {ddl}")
+    run_script(db, SCHEMA_V2)
+
+
+MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [(1, _migrate_v1), (2, _migrate_v2)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 @dataclass
 class JobRecord:
+    """A job row as the bridge keeps it (clients see a ``JobStatus``)."""
+
     job_id: str
     project: str
     shot: str
@@ -81,21 +143,12 @@ class JobRecord:
     work_estimate: float
     frames_done: int
     attempts: int
-    energy_wh: float
+    energy_wh: float                 # finished attempts (frames + unattributed)
     generation: GenerationSettings
     scheduling: SchedulingSettings
-    decision: dict = field(default_factory=dict)
+    decision: Decision | None = None
     created: float = 0.0
     updated: float = 0.0
-
-
-@dataclass(frozen=True)
-class FrameRecord:
-    job_id: str
-    index: int
-    path: Path
-    energy_wh: float
-    work: float
 
 
 class JobStore:
@@ -117,7 +170,8 @@ class JobStore:
         # failure mode); only an OS crash / power cut can lose the last commits
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        with self._lock:
+            self.schema_found = migrate(self._db, MIGRATIONS, "job store")
 
     def close(self) -> None:
         with self._lock:
@@ -160,7 +214,8 @@ class JobStore:
                     " frame_count, fps_numerator, fps_denominator, work_estimate, generation, scheduling,"
                     " created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (job_id, project, shot, version, request_id, shot_sha256, backend, JobState.QUEUED.value,
-                     frame_count, fps[0], fps[1], work_estimate, json.dumps(generation.to_dict()), json.dumps(scheduling.to_dict()), now, now),
+                     frame_count, fps[0], fps[1], work_estimate, json.dumps(generation.to_dict()),
+                     json.dumps(scheduling.to_dict()), now, now),
                 )
                 return self.get(job_id), True
         shutil.rmtree(upload_dir, ignore_errors=True)
@@ -171,7 +226,7 @@ class JobStore:
         return existing, False
 
     def transition(self, job_id: str, new: JobState, reason: str = "", *, expect: set[JobState] | None = None,
-                   decision: dict | None = None, count_attempt: bool = False) -> JobRecord:
+                   decision: Decision | None = None, count_attempt: bool = False) -> JobRecord:
         with self._lock:
             job = self.get(job_id)
             if expect is not None and job.state not in expect:
@@ -182,41 +237,58 @@ class JobStore:
             args: list = [new.value, reason, time.time()]
             if decision is not None:
                 sets.append("decision = ?")
-                args.append(json.dumps(decision))
+                args.append(json.dumps(decision.to_dict()))
             if count_attempt:
                 sets.append("attempts = attempts + 1")
             self._db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE job_id = ?", (*args, job_id))
             return self.get(job_id)
 
-    def add_energy(self, job_id: str, energy_wh: float) -> None:
+    # attempts: opened when a run starts, checkpointed with every frame (and
+    # on progress), closed when it ends; a killed bridge leaves the last checkpoint
+    def save_attempt(self, job_id: str, attempt: Attempt) -> None:
         with self._lock:
-            self._db.execute("UPDATE jobs SET energy_wh = energy_wh + ? WHERE job_id = ?", (energy_wh, job_id))
+            self._db.execute("INSERT OR REPLACE INTO attempts (job_id, number, outcome, record) VALUES (?,?,?,?)",
+                             (job_id, attempt.number, attempt.outcome.value, json.dumps(attempt.to_dict())))
 
-    def add_frame(self, job_id: str, index: int, data: bytes, energy_wh: float, work: float) -> bool:
-        """Store a finished frame; False (and nothing written) if it exists."""
-        path = self.frame_path(job_id, index)
+    def end_attempt(self, job_id: str, attempt: Attempt) -> None:
+        """Close an attempt and add its energy to the job's, in one transaction."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO attempts (job_id, number, outcome, record) VALUES (?,?,?,?)",
+                             (job_id, attempt.number, attempt.outcome.value, json.dumps(attempt.to_dict())))
+            self._db.execute("UPDATE jobs SET energy_wh = energy_wh + ?, updated = ? WHERE job_id = ?",
+                             (attempt.energy_wh, time.time(), job_id))
+
+    def add_frame(self, job_id: str, record: FrameRecord, data: bytes, attempt: Attempt | None = None) -> bool:
+        """Store a finished frame with its fixed figures (and the attempt's
+        checkpoint, in the same transaction); False, nothing written, if the
+        frame exists."""
+        path = self.frame_path(job_id, record.index)
         with self._lock:
-            if self._db.execute("SELECT 1 FROM frames WHERE job_id = ? AND idx = ?", (job_id, index)).fetchone():
+            if self._db.execute("SELECT 1 FROM frames WHERE job_id = ? AND idx = ?",
+                                (job_id, record.index)).fetchone():
                 return False
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(".partial")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-        with self._lock, self._db:   # one transaction: the frame row and the job's timestamp
+        r = record
+        with self._lock, self._db:   # one transaction: the frame row, the attempt checkpoint, the job's timestamp
             self._db.execute("BEGIN")
             self._db.execute(
-                "INSERT OR IGNORE INTO frames (job_id, idx, file, energy_wh, work, created) VALUES (?,?,?,?,?,?)",
-                (job_id, index, path.name, energy_wh, work, time.time()))
+                f"INSERT OR IGNORE INTO frames ({', '.join(_FRAME_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(_FRAME_COLUMNS))})",
+                (job_id, r.index, path.name, r.energy_wh, r.work, r.created or time.time(), r.attempt, r.meter,
+                 int(r.measured), r.site, r.pue, r.intensity_g_per_kwh, r.intensity_source, r.co2e_g_location,
+                 r.co2e_g_market))
+            if attempt is not None:
+                self._db.execute("INSERT OR REPLACE INTO attempts (job_id, number, outcome, record) VALUES (?,?,?,?)",
+                                 (job_id, attempt.number, attempt.outcome.value, json.dumps(attempt.to_dict())))
             self._db.execute("UPDATE jobs SET updated = ? WHERE job_id = ?", (time.time(), job_id))
         return True
 
-    def set_frame_energy(self, job_id: str, energies: dict[int, float]) -> None:
-        with self._lock:
-            self._db.executemany("UPDATE frames SET energy_wh = ? WHERE job_id = ? AND idx = ?",
-                                 [(e, job_id, i) for i, e in energies.items()])
-
-    def save_report(self, job_id: str, report: dict) -> None:
-        text = json.dumps(report, indent=1)
+    def save_report(self, job_id: str, report: JobReport) -> None:
+        text = json.dumps(report.to_dict(), indent=1, allow_nan=False)
         tmp = self.job_dir(job_id) / "report.json.partial"
         tmp.write_text(text)
         os.replace(tmp, self.job_dir(job_id) / "report.json")
@@ -228,7 +300,7 @@ class JobStore:
         with self._lock:
             row = self._db.execute(_SELECT + " WHERE j.job_id = ?", (job_id,)).fetchone()
         if row is None:
-            raise NotFoundError(f"job {job_id!r} not found")
+            raise NotFoundError(f"job {job_id!r} not found", resource_type="job", resource_name=job_id)
         return _record(row)
 
     def find_by_request(self, project: str, request_id: str) -> JobRecord | None:
@@ -237,7 +309,8 @@ class JobStore:
                                    (project, request_id)).fetchone()
         return _record(row) if row else None
 
-    def list(self, project: str | None = None, states: set[JobState] | None = None, limit: int = 100) -> list[JobRecord]:
+    def list(self, project: str | None = None, states: set[JobState] | None = None,
+             limit: int = 100) -> list[JobRecord]:
         where, args = [], []
         if project is not None:
             where.append("j.project = ?")
@@ -245,7 +318,8 @@ class JobStore:
         if states:
             where.append(f"j.state IN ({','.join('?' * len(states))})")
             args.extend(s.value for s in states)
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY j.created DESC, j.rowid DESC LIMIT ?"
+        sql = (_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY j.created DESC, j.rowid DESC LIMIT ?")
         with self._lock:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [_record(r) for r in rows]
@@ -269,13 +343,13 @@ class JobStore:
                 (backend, JobState.COMPLETED.value, last)).fetchall()
         if not rows:
             return None
-        return sum(json.loads(r[0]).get("wall_s", 0.0) for r in rows) / sum(r[1] for r in rows)
+        return sum(float(json.loads(r[0]).get("wall_s", 0.0)) for r in rows) / sum(r[1] for r in rows)
 
-    def set_decision(self, job_id: str, decision: dict) -> None:
+    def set_decision(self, job_id: str, decision: Decision) -> None:
         """Replace a job's scheduling decision (a re-plan) without a state change."""
         with self._lock:
             self._db.execute("UPDATE jobs SET decision = ?, state_reason = ?, updated = ? WHERE job_id = ?",
-                             (json.dumps(decision), decision.get("reason", ""), time.time(), job_id))
+                             (json.dumps(decision.to_dict()), decision.reason, time.time(), job_id))
 
     def count_active(self, project: str) -> int:
         with self._lock:
@@ -286,15 +360,23 @@ class JobStore:
     def frames(self, job_id: str, from_index: int = 0) -> list[FrameRecord]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT idx, file, energy_wh, work FROM frames WHERE job_id = ? AND idx >= ? ORDER BY idx",
+                f"SELECT {', '.join(_FRAME_COLUMNS)} FROM frames WHERE job_id = ? AND idx >= ? ORDER BY idx",
                 (job_id, from_index)).fetchall()
-        folder = self.job_dir(job_id) / "frames"
-        return [FrameRecord(job_id, r["idx"], folder / r["file"], r["energy_wh"], r["work"]) for r in rows]
+        return [_frame(r) for r in rows]
 
-    def report(self, job_id: str) -> dict | None:
+    def frame_file(self, job_id: str, record: FrameRecord) -> Path:
+        return self.job_dir(job_id) / "frames" / record.path
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        with self._lock:
+            rows = self._db.execute("SELECT record FROM attempts WHERE job_id = ? ORDER BY number",
+                                    (job_id,)).fetchall()
+        return [Attempt.from_dict(json.loads(r[0])) for r in rows]
+
+    def report(self, job_id: str) -> JobReport | None:
         with self._lock:
             row = self._db.execute("SELECT json FROM reports WHERE job_id = ?", (job_id,)).fetchone()
-        return json.loads(row["json"]) if row else None
+        return JobReport.from_dict(json.loads(row["json"])) if row else None
 
     # ----------------------------------------------------------- recovery
     def recover(self) -> list[JobRecord]:
@@ -308,11 +390,39 @@ class JobStore:
         for path in self.jobs_dir.iterdir():
             if path.name not in known:
                 shutil.rmtree(path, ignore_errors=True)
+        with self._lock:
+            open_attempts = [(r[0], Attempt.from_dict(json.loads(r[1]))) for r in self._db.execute(
+                "SELECT job_id, record FROM attempts WHERE outcome = ?", (AttemptOutcome.RUNNING.value,))]
+        for job_id, attempt in open_attempts:   # their energy up to the last checkpoint was emitted: it counts
+            self.end_attempt(job_id, replace(attempt, outcome=AttemptOutcome.INTERRUPTED,
+                                             reason="the bridge stopped during this attempt",
+                                             ended=attempt.ended or attempt.started))
         for job in self.list(states={JobState.RUNNING}, limit=1_000_000):
             self.transition(job.job_id, JobState.QUEUED,
                             f"re-queued after a bridge restart interrupted attempt {job.attempts}")
         pending = self.list(states={JobState.QUEUED, JobState.SCHEDULED}, limit=1_000_000)
         return sorted(pending, key=lambda j: j.created)
+
+
+_FRAME_COLUMNS = ("job_id", "idx", "file", "energy_wh", "work", "created", "attempt", "meter", "measured", "site",
+                  "pue", "intensity_g_per_kwh", "intensity_source", "co2e_g_location", "co2e_g_market")
+
+
+def _frame(row: sqlite3.Row) -> FrameRecord:
+    return FrameRecord(
+        index=row["idx"], path=row["file"], attempt=row["attempt"], meter=row["meter"], measured=bool(row["measured"]),
+        energy_wh=row["energy_wh"], work=row["work"], site=row["site"], pue=row["pue"],
+        intensity_g_per_kwh=row["intensity_g_per_kwh"], intensity_source=row["intensity_source"],
+        co2e_g_location=row["co2e_g_location"], co2e_g_market=row["co2e_g_market"], created=row["created"])
+
+
+def _decision(text: str, job_id: str) -> Decision | None:
+    try:
+        data = json.loads(text or "{}")
+        return Decision.from_dict(data, job_id) if data else None
+    except (TypeError, ValueError) as exc:   # a plan we cannot read: the job keeps running without it
+        log.warning("job %s: stored scheduling decision unreadable (%s)", job_id, exc)
+        return None
 
 
 _SELECT = ("SELECT j.*, (SELECT COUNT(*) FROM frames f WHERE f.job_id = j.job_id) AS frames_done "
@@ -323,11 +433,11 @@ def _record(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
         job_id=row["job_id"], project=row["project"], shot=row["shot"], version=row["version"],
         request_id=row["request_id"], shot_sha256=row["shot_sha256"], backend=row["backend"],
-        state=JobState(row["state"]), state_reason=row["state_reason"], frame_count=row["frame_count"],
+        state=JobState.parse(row["state"]), state_reason=row["state_reason"], frame_count=row["frame_count"],
         fps=(row["fps_numerator"], row["fps_denominator"]),
         work_estimate=row["work_estimate"],
         frames_done=row["frames_done"], attempts=row["attempts"], energy_wh=row["energy_wh"],
         generation=GenerationSettings.from_dict(json.loads(row["generation"])),
         scheduling=SchedulingSettings.from_dict(json.loads(row["scheduling"])),
-        decision=json.loads(row["decision"]), created=row["created"], updated=row["updated"],
+        decision=_decision(row["decision"], row["job_id"]), created=row["created"], updated=row["updated"],
     )

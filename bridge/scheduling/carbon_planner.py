@@ -35,13 +35,14 @@ earliest deadline that would fit).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import GreenlightError, InvalidArgumentError, LimitExceededError
+from ..jobs.model import Decision, Option
 from .forecast import DEFAULT_STEP, StepForecast, ceil_to_step, from_s, to_s, utc, window_means_many
 
 JOB_CLASSES = ("interactive", "batch")
@@ -144,7 +145,7 @@ class PlanSite:
     busy: Sequence[tuple[datetime | float, datetime | float]] = ()
     forecast_note: str = ""
     _busy_s: np.ndarray = field(init=False, repr=False)   # [k, 2], sorted by start
-    _occupancy: "_Occupancy" = field(init=False, repr=False)
+    _occupancy: _Occupancy = field(init=False, repr=False)
 
     def __post_init__(self):
         where = f"site {self.name!r}"
@@ -153,10 +154,12 @@ class PlanSite:
         if not (isinstance(self.pue, (int, float)) and math.isfinite(self.pue) and self.pue >= 1.0):
             raise InvalidArgumentError(f"{where}: PUE must be a number >= 1.0, got {self.pue!r}")
         if not (isinstance(self.capacity, int) and self.capacity >= 1):
-            raise InvalidArgumentError(f"{where}: capacity must be a whole number of devices >= 1, got {self.capacity!r}")
+            raise InvalidArgumentError(
+                f"{where}: capacity must be a whole number of devices >= 1, got {self.capacity!r}")
         if self.forecast is None and self.static_g_per_kwh is None:
             raise InvalidArgumentError(f"{where}: neither a forecast nor a static intensity figure")
-        if self.static_g_per_kwh is not None and not (math.isfinite(self.static_g_per_kwh) and self.static_g_per_kwh >= 0):
+        if self.static_g_per_kwh is not None and not (
+                math.isfinite(self.static_g_per_kwh) and self.static_g_per_kwh >= 0):
             raise InvalidArgumentError(f"{where}: static intensity must be >= 0 g/kWh, got {self.static_g_per_kwh!r}")
         rows = [(_secs(s), _secs(e)) for s, e in self.busy]
         arr = np.array(rows, dtype=np.float64).reshape(-1, 2)
@@ -173,9 +176,13 @@ class PlanSite:
 
     @property
     def static_figure(self) -> float:
-        return self.static_g_per_kwh if self.static_g_per_kwh is not None else self.forecast.fallback_g_per_kwh
+        if self.static_g_per_kwh is not None:
+            return self.static_g_per_kwh
+        if self.forecast is None:
+            raise InvalidArgumentError(f"site {self.name!r}: neither a forecast nor a static intensity to plan with")
+        return self.forecast.fallback_g_per_kwh
 
-    def with_busy(self, *intervals: tuple[datetime | float, datetime | float]) -> "PlanSite":
+    def with_busy(self, *intervals: tuple[datetime | float, datetime | float]) -> PlanSite:
         return replace(self, busy=tuple(self.busy) + tuple(intervals))
 
     def busy_at(self, t_s: float) -> int:
@@ -183,7 +190,7 @@ class PlanSite:
         return int(np.count_nonzero((b[:, 0] <= t_s) & (b[:, 1] > t_s))) if b.size else 0
 
     def intensity_now(self, t_s: float) -> float:
-        return self.forecast.at(t_s) if self.forecast is not None else float(self.static_g_per_kwh)
+        return self.forecast.at(t_s) if self.forecast is not None else self.static_figure
 
 
 @dataclass(frozen=True)
@@ -205,86 +212,9 @@ class PlanJob:
 
 
 # ----------------------------------------------------------------- outputs
-@dataclass(frozen=True)
-class Option:
-    """One (site, window) the planner priced."""
-
-    site: str
-    start: datetime
-    end: datetime
-    mean_g_per_kwh: float
-    pue: float
-    expected_co2e_g: float | None
-    saving_pct: float                    # vs running now at the preferred site
-    forecast: str                        # "forecast", "static", or "forecast, NN% filled"
-    free: bool = True
-    label: str = ""                      # "now", "best", "window"
-
-
-@dataclass(frozen=True)
-class Decision:
-    job_id: str
-    job_class: str
-    site: str
-    planned_start: datetime
-    planned_end: datetime
-    expected_co2e_g: float | None
-    run_now_site: str
-    run_now_co2e_g: float | None
-    saving_pct: float
-    reason: str
-    mean_g_per_kwh: float
-    forecast: str                        # how the chosen window was priced
-    deadline: datetime | None = None
-    must_start_by: datetime | None = None
-    margin_s: float = 0.0
-    duration_s: float = 0.0
-    expected_wh: float | None = None
-    options: tuple[Option, ...] = ()
-    decided_at: datetime | None = None
-
-    @property
-    def waits(self) -> bool:
-        """True when the job is planned to start later than it was decided."""
-        return self.decided_at is not None and self.planned_start > self.decided_at
-
-    def to_dict(self) -> dict:
-        """The JSON stored with the job and sent in JobAccepted/Scheduled
-        (``site``, ``planned_start``, ``expected_co2e_g``, ``run_now_co2e_g``
-        and ``reason`` as the trivial planner had them, plus the rest)."""
-        iso = lambda d: d.isoformat() if d is not None else None  # noqa: E731
-        return {
-            "site": self.site, "planned_start": iso(self.planned_start), "planned_end": iso(self.planned_end),
-            "expected_co2e_g": self.expected_co2e_g, "run_now_co2e_g": self.run_now_co2e_g,
-            "run_now_site": self.run_now_site, "saving_pct": self.saving_pct, "reason": self.reason,
-            "job_class": self.job_class, "mean_g_per_kwh": self.mean_g_per_kwh, "forecast": self.forecast,
-            "deadline": iso(self.deadline), "must_start_by": iso(self.must_start_by),
-            "margin_s": self.margin_s, "duration_s": self.duration_s, "expected_wh": self.expected_wh,
-            "decided_at": iso(self.decided_at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping, job_id: str = "") -> "Decision":
-        """Back from the store (options are not stored)."""
-        t = lambda k: utc(datetime.fromisoformat(data[k])) if data.get(k) else None  # noqa: E731
-        start = t("planned_start")
-        return cls(job_id=job_id, job_class=data.get("job_class", "batch"), site=data["site"],
-                   planned_start=start, planned_end=t("planned_end") or start,
-                   expected_co2e_g=data.get("expected_co2e_g"), run_now_site=data.get("run_now_site", data["site"]),
-                   run_now_co2e_g=data.get("run_now_co2e_g"), saving_pct=float(data.get("saving_pct") or 0.0),
-                   reason=data.get("reason", ""), mean_g_per_kwh=float(data.get("mean_g_per_kwh") or 0.0),
-                   forecast=data.get("forecast", ""), deadline=t("deadline"), must_start_by=t("must_start_by"),
-                   margin_s=float(data.get("margin_s") or 0.0), duration_s=float(data.get("duration_s") or 0.0),
-                   expected_wh=data.get("expected_wh"), decided_at=t("decided_at"))
-
-    def options_table(self) -> str:
-        """The dry-run table: one row per priced (site, window)."""
-        return format_options(self.options, self)
-
-
 def format_options(options: Sequence[Option], decision: Decision | None = None) -> str:
     head = ("site", "start (UTC)", "end (UTC)", "g/kWh", "PUE", "gCO2e", "vs now", "priced from", "")
-    rows = [head]
+    rows: list[tuple[str, ...]] = [head]
     for o in options:
         chosen = (decision is not None and o.site == decision.site and o.start == decision.planned_start)
         note = "chosen" if chosen else ("no free device" if not o.free else o.label)
@@ -490,7 +420,7 @@ def _plan_batch(job: PlanJob, sites: list[PlanSite], now: datetime, now_s: float
     free = np.empty((n_sites, starts.size), dtype=bool)
     with_fc = [i for i, s in enumerate(sites) if s.forecast is not None]
     if with_fc:
-        means[with_fc] = window_means_many([sites[i].forecast for i in with_fc], starts, d_s)
+        means[with_fc] = window_means_many([f for i in with_fc if (f := sites[i].forecast) is not None], starts, d_s)
     horizon_end = latest_s + d_s
     for i, s in enumerate(sites):
         if s.forecast is None:
@@ -587,7 +517,7 @@ def _options(sites, starts, means, free, score, ref_now, job, d, per_site, now) 
             if all(abs(t - u) >= d_s for u in taken):
                 picks.append(int(j))
                 taken.append(t)
-        for rank, j in enumerate(sorted(set(picks))):
+        for _rank, j in enumerate(sorted(set(picks))):
             t = now if j == 0 else from_s(float(starts[j]))
             fill = (float(s.forecast.window_filled_share(float(starts[j]), d_s))
                     if s.forecast is not None and s.forecast.real else 1.0)
@@ -600,7 +530,7 @@ def _options(sites, starts, means, free, score, ref_now, job, d, per_site, now) 
 
 def _raise_capacity(job: PlanJob, sites: list[PlanSite], now: datetime, now_s: float, d_s: float,
                     margin: timedelta, deadline: datetime) -> None:
-    first = min(((earliest_free_start(s, now_s, d_s), s.name) for s in sites))
+    first = min((earliest_free_start(s, now_s, d_s), s.name) for s in sites)
     start = from_s(first[0])
     earliest = start + timedelta(seconds=d_s) + margin
     names = ", ".join(f"{s.name} ({s.capacity} device{'s' if s.capacity != 1 else ''})" for s in sites)
@@ -626,7 +556,8 @@ def plan_many(jobs: Iterable[PlanJob], sites: Sequence[PlanSite], now: datetime,
 
 
 def _occupy(sites: list[PlanSite], dec: Decision) -> list[PlanSite]:
-    return [s.with_busy((dec.planned_start, dec.planned_end)) if s.name == dec.site else s for s in sites]
+    end = dec.planned_end or dec.planned_start
+    return [s.with_busy((dec.planned_start, end)) if s.name == dec.site else s for s in sites]
 
 
 def replan(pending: Sequence[tuple[PlanJob, Decision | None]], sites: Sequence[PlanSite], now: datetime,
@@ -666,7 +597,7 @@ def replan(pending: Sequence[tuple[PlanJob, Decision | None]], sites: Sequence[P
                       margin_s=job.safety_margin.total_seconds() if job.deadline else 0.0)
         out[job.job_id] = dec
         sites = _occupy(sites, dec)
-    for job, old, _ in sorted(rest, key=lambda r: r[0].deadline):
+    for job, _old, _ in sorted(rest, key=lambda r: r[0].deadline):
         try:
             dec = plan(job, sites, now, **kw)
         except CapacityError:

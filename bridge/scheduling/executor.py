@@ -12,36 +12,48 @@ import queue
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..backends.base import Backend
-from ..energy.accounting import Site, account, functional_unit, operational_g
-from ..energy.attribution import attribute, rule_for
+from ..energy.accounting import Site
+from ..energy.attribution import RunningAttribution
+from ..energy.job_report import build_report, close_attempt, price
 from ..energy.ledger import Ledger
-from ..energy.meters import Meter, Window, joules_to_wh
+from ..energy.meters import Meter, Window
 from ..errors import GreenlightError
 from ..jobs.channels import ChannelRegistry, ProgressInfo
 from ..jobs.images import encode_png
-from ..jobs.state import JobState
+from ..jobs.model import Attempt, AttemptOutcome, FrameRecord, JobReport, JobState, SchedulingFacts, Tags
 from ..jobs.store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
+CHECKPOINT_EVERY_S = 5.0    # an attempt's energy is stored at least this often (and with every frame)
 
 
 @dataclass
 class _Attempt:
-    """The JobContext a backend reports to during one run."""
+    """The JobContext a backend reports to during one run, and the record
+    of that run: frames are charged and priced here, as they are produced
+    (``record_frame``), for the local and the Ray executor alike."""
 
     job: JobRecord
-    executor: "LocalExecutor"
+    executor: LocalExecutor
     frames_done: frozenset[int]
+    site: Site
     cancel_event: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
-    start_joules: float = 0.0
-    frame_window: Window | None = None   # laps once per frame: consecutive windows tile the job window
-    produced: int = 0
+    frame_window: Window | None = None   # laps once per frame: consecutive windows tile the attempt
+    produced_indices: set[int] = field(default_factory=set)
+    record: Attempt = field(init=False)
+    attribution: RunningAttribution = field(init=False)
+    last_checkpoint: float = field(init=False)
+
+    def __post_init__(self):
+        self.record = Attempt(number=self.job.attempts, site=self.site.name, started=time.time())
+        self.attribution = RunningAttribution(self.job.frame_count - len(self.frames_done))
+        self.last_checkpoint = time.monotonic()
 
     @property
     def job_id(self) -> str:
@@ -51,37 +63,85 @@ class _Attempt:
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
 
-    def _energy_so_far_wh(self) -> float:
-        return self.job.energy_wh + joules_to_wh(self.executor.meter.read().joules - self.start_joules)
+    def energy_so_far_wh(self) -> float:
+        """The job's energy so far: earlier attempts, this one's frames and what is pending."""
+        return self.job.energy_wh + self.record.frames_energy_wh + self.attribution.pending_wh
+
+    def meter_lap(self) -> None:
+        """Add the energy since the last lap to the pending pool (local meter)."""
+        if self.frame_window is not None:
+            window = self.frame_window.lap()
+            self.measure(window.wh, window.measured, window.meter)
+
+    def measure(self, energy_wh: float, measured: bool, meter: str) -> None:
+        self.attribution.add(energy_wh)
+        first = not self.record.meter      # measured only while every reading so far was
+        self.record = replace(self.record, meter=meter,
+                              measured=measured if first else self.record.measured and measured)
 
     def progress(self, step: int, total_steps: int, stage: str = "") -> None:
+        self.meter_lap()
+        self.report_progress(step, total_steps, stage)
+
+    def report_progress(self, step: int, total_steps: int, stage: str) -> None:
         elapsed = time.monotonic() - self.started
         eta = elapsed / step * (total_steps - step) if step > 0 else -1.0
         self.executor.channels.notify(self.job_id, progress=ProgressInfo(
             step=step, total_steps=total_steps, frames_done=len(self.frames_done) + self.produced,
-            elapsed_s=elapsed, eta_s=eta, energy_wh_so_far=self._energy_so_far_wh(), stage=stage))
+            elapsed_s=elapsed, eta_s=eta, energy_wh_so_far=self.energy_so_far_wh(), stage=stage))
+        if time.monotonic() - self.last_checkpoint >= CHECKPOINT_EVERY_S:
+            self.executor.store.save_attempt(self.job_id, self.checkpoint())
 
     def preview(self, index: int, step: int, rgb: np.ndarray) -> None:
         png = encode_png(rgb, {"job_id": self.job_id, "frame": index, "step": step, "preview": 1})
         self.executor.channels.notify(self.job_id, preview=(index, step, png))
 
     def frame(self, index: int, rgb: np.ndarray, work: float = 1.0) -> None:
+        self.check_index(index)
+        self.meter_lap()     # one meter read; sub-100 ms NVML windows are power x time
+        self.record_frame(index, work, lambda meta: encode_png(rgb, meta))
+
+    def check_index(self, index: int) -> None:
         if not 0 <= index < self.job.frame_count:
             raise GreenlightError(f"backend produced frame {index}, outside 0..{self.job.frame_count - 1}")
-        window = self.frame_window.lap()     # one meter read; sub-100 ms NVML windows are power x time
-        window_wh = window.wh
-        co2e_location, co2e_market = operational_g(self.executor.site, window_wh)
-        meta = {
-            "job_id": self.job_id, "frame": index, "energy_wh": f"{window_wh:.9g}",
-            "energy_method": window.energy_method, "meter": window.meter, "energy_window": window.method,
-            "co2e_g_location": f"{co2e_location:.9g}",
-        }
-        if co2e_market is not None:
-            meta["co2e_g_market"] = f"{co2e_market:.9g}"
-        png = encode_png(rgb, meta)
-        if self.executor.store.add_frame(self.job_id, index, png, window_wh, work):
-            self.produced += 1
-            self.executor.channels.notify(self.job_id)
+
+    def record_frame(self, index: int, work: float, encode) -> bool:
+        """Charge, price and store a frame; ``encode(meta) -> bytes`` makes
+        the file with the fixed figures in its metadata."""
+        if index in self.frames_done or index in self.produced_indices:
+            return False     # already stored: charge nothing twice
+        wh = self.attribution.charge(work)
+        location, market, intensity, source = price(self.site, wh, *self.executor.intensity_now(self.site))
+        rec = FrameRecord(index=index, attempt=self.record.number, meter=self.record.meter,
+                          measured=self.record.measured, energy_wh=wh, work=float(work), site=self.site.name,
+                          pue=self.site.pue, intensity_g_per_kwh=intensity, intensity_source=source,
+                          co2e_g_location=location, co2e_g_market=market, created=time.time())
+        meta = {"job_id": self.job_id, "frame": index, "energy_wh": f"{wh:.9g}",
+                "energy_method": "measured" if rec.measured else "estimated", "meter": rec.meter,
+                "site": rec.site, "intensity_g_per_kwh": f"{intensity:.9g}", "intensity_source": source,
+                "co2e_g_location": f"{location:.9g}"}
+        if market is not None:
+            meta["co2e_g_market"] = f"{market:.9g}"
+        self.record = replace(self.record, frames=self.record.frames + 1,
+                              frames_energy_wh=self.record.frames_energy_wh + wh)
+        self.produced_indices.add(index)
+        stored = self.executor.store.add_frame(self.job_id, rec, encode(meta), self.checkpoint())
+        self.executor.channels.notify(self.job_id)
+        return stored
+
+    @property
+    def produced(self) -> int:
+        return len(self.produced_indices)
+
+    def checkpoint(self) -> Attempt:
+        """The attempt as it stands, its pending energy priced now."""
+        self.last_checkpoint = time.monotonic()
+        return close_attempt(self.record, self.site, pending_wh=self.attribution.pending_wh,
+                             outcome=AttemptOutcome.RUNNING, intensity=self.executor.intensity_now(self.site))
+
+    def close(self, outcome: AttemptOutcome, reason: str = "") -> Attempt:
+        return close_attempt(self.record, self.site, pending_wh=self.attribution.pending_wh, outcome=outcome,
+                             reason=reason, intensity=self.executor.intensity_now(self.site))
 
 
 class LocalExecutor:
@@ -131,6 +191,15 @@ class LocalExecutor:
         with self._lock:
             return job_id in self._running
 
+    def site_for(self, job: JobRecord) -> Site:
+        """Where a job runs (the local executor has one site)."""
+        return self.site
+
+    def intensity_now(self, site: Site) -> tuple[float | None, str | None]:
+        """The grid intensity to price energy used now at ``site``, and its
+        source; (None, None) prices at the site's static figure."""
+        return None, None
+
     # ----------------------------------------------------------- worker
     def _work(self) -> None:
         while not self._stopping.is_set():
@@ -142,23 +211,34 @@ class LocalExecutor:
             except Exception:  # a bug in the executor itself: keep serving
                 log.exception("job %s: executor error", job_id)
 
-    def _run(self, job_id: str) -> None:
-        from ..shot.wire import shot_from_pb
-        from ..proto.greenlight.v1 import shot_pb2
-
+    def _start_attempt(self, job_id: str) -> _Attempt | None:
+        """SCHEDULED -> RUNNING and the attempt's record; None when the job
+        was cancelled (or already run) while it waited in the queue."""
         try:
             job = self.store.transition(job_id, JobState.RUNNING, expect={JobState.SCHEDULED}, count_attempt=True)
-        except GreenlightError as exc:  # cancelled (or already run) while waiting in the queue
+        except GreenlightError as exc:
             log.info("job %s: not started: %s", job_id, exc)
-            return
+            return None
         done = frozenset(f.index for f in self.store.frames(job_id))
-        attempt = _Attempt(job=job, executor=self, frames_done=done)
-        first = self.meter.read()
-        attempt.start_joules = first.joules
-        attempt.frame_window = Window(self.meter).open(first)
+        attempt = self._new_attempt(job, done)
+        self.store.save_attempt(job_id, attempt.checkpoint())
         with self._lock:
             self._running[job_id] = attempt
         self.channels.notify(job_id)
+        return attempt
+
+    def _new_attempt(self, job: JobRecord, done: frozenset[int]) -> _Attempt:
+        return _Attempt(job=job, executor=self, frames_done=done, site=self.site_for(job))
+
+    def _run(self, job_id: str) -> None:
+        from ..proto.greenlight.v1 import shot_pb2
+        from ..shot.wire import shot_from_pb
+
+        attempt = self._start_attempt(job_id)
+        if attempt is None:
+            return
+        job = attempt.job
+        attempt.frame_window = Window(self.meter).open()
         log.info("job %s: running %s (attempt %d)", job_id, job.backend, job.attempts)
         error: str | None = None
         try:
@@ -173,35 +253,38 @@ class LocalExecutor:
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
-            self.store.add_energy(job_id, joules_to_wh(self.meter.read().joules - attempt.start_joules))
-        if self._stopping.is_set() and error is None and attempt.cancelled:
-            return  # bridge shutting down: leave it running; recovery re-queues it
-        self._conclude(job, attempt, error)
+            attempt.meter_lap()     # the tail after the last frame
+        self._end_attempt(attempt, error)
 
-    def _conclude(self, job: JobRecord, attempt: _Attempt, error: str | None) -> None:
-        """End an attempt: cancelled, failed, or completed when every frame is stored."""
-        wall_s = time.monotonic() - attempt.started
+    def _end_attempt(self, attempt: _Attempt, error: str | None) -> None:
+        """The one end-of-attempt path of both executors: close the attempt's
+        record, then the job: cancelled, failed, or completed when every
+        frame is stored. A bridge shutting down leaves the job running (the
+        next start re-queues it) and the attempt interrupted."""
+        job = attempt.job
+        if self._stopping.is_set() and error is None and attempt.cancelled:
+            self.store.end_attempt(job.job_id, attempt.close(AttemptOutcome.INTERRUPTED, "the bridge stopped"))
+            return
         if attempt.cancelled:
-            self._finish(job.job_id, JobState.CANCELLED, wall_s, "cancelled by request")
+            state, reason = JobState.CANCELLED, "cancelled by request"
         elif error is not None:
-            self._finish(job.job_id, JobState.FAILED, wall_s, error)
+            state, reason = JobState.FAILED, error
         else:
             missing = job.frame_count - len(self.store.frames(job.job_id))
-            if missing:
-                self._finish(job.job_id, JobState.FAILED, wall_s,
-                             f"backend {job.backend!r} ended with {missing} frames missing")
-            else:
-                self._finish(job.job_id, JobState.COMPLETED, wall_s, "")
+            state, reason = ((JobState.FAILED, f"backend {job.backend!r} ended with {missing} frames missing")
+                             if missing else (JobState.COMPLETED, ""))
+        outcome = {JobState.CANCELLED: AttemptOutcome.CANCELLED, JobState.FAILED: AttemptOutcome.FAILED,
+                   JobState.COMPLETED: AttemptOutcome.COMPLETED}[state]
+        self.store.end_attempt(job.job_id, attempt.close(outcome, reason))
+        self._finish(job.job_id, state, reason)
 
-    def _finish(self, job_id: str, state: JobState, wall_s: float, reason: str) -> None:
+    def _finish(self, job_id: str, state: JobState, reason: str) -> None:
         job = self.store.get(job_id)
-        report = self.build_report(job, state, wall_s)
+        report = self.report_for(job, state)
         self.store.save_report(job_id, report)
         if self.ledger is not None:
             try:
-                self.ledger.record(report, job_class=job.scheduling.job_class,
-                                   shifted=bool(job.decision.get("shifted", False)),
-                                   run_now_co2e_g=job.decision.get("run_now_co2e_g"))
+                self.ledger.record(report)
             except Exception:  # the ledger is a record, never a reason to fail a job
                 log.exception("job %s: ledger write failed", job_id)
         self.store.transition(job_id, state, reason)
@@ -209,44 +292,14 @@ class LocalExecutor:
         self.channels.discard(job_id)
         log.info("job %s: %s %s", job_id, state.value, reason)
 
-    def build_report(self, job: JobRecord, state: JobState, wall_s: float) -> dict:
-        """Final accounting (docs/energy.md): frames share the job's energy in
-        proportion to the work the backend reported for each; shares sum to
-        the job total exactly."""
-        fps = job.fps
-        frames = self.store.frames(job.job_id)
-        total_wh = job.energy_wh
-        works = [f.work for f in frames]
-        shares = attribute(total_wh, works)
-        if frames:
-            self.store.set_frame_energy(job.job_id, {f.index: s for f, s in zip(frames, shares)})
-        seconds, unit = functional_unit("second", len(frames), fps)
-        acc = account(self.site, total_wh, reserved_s=wall_s, functional_units=seconds, unit=unit)
-        reading = self.meter.read()
-        per_frame = []
-        for f, share in zip(frames, shares):
-            location, market = operational_g(self.site, share)
-            per_frame.append({"index": f.index, "work": f.work, "energy_wh": share,
-                              "co2e_g_location": location, "co2e_g_market": market})
-        sci_per = {}
-        for kind in ("frame", "shot_version"):
-            r, u = functional_unit(kind, len(frames), fps)
-            sci_per[kind] = {"sci": (acc["co2e_g_location"] + acc["embodied_co2e_g"]) / r if r and frames else None,
-                             "sci_unit": u, "functional_units": r}
-        return {
-            "job_id": job.job_id,
-            "tags": {"project": job.project, "shot": job.shot, "version": job.version},
-            "backend": job.backend,
-            "generation": job.generation.to_dict(),
-            "state": state.value,
-            "frames": len(frames),
-            "fps": list(fps),
-            "wall_s": wall_s,
-            "attempts": job.attempts,
-            "energy": {"energy_wh": total_wh, "measured": reading.measured, "meter": reading.meter,
-                       "co2e_g_location": acc["co2e_g_location"], "co2e_g_market": acc["co2e_g_market"]},
-            **{k: v for k, v in acc.items() if k not in ("co2e_g_location", "co2e_g_market")},
-            "sci_alternatives": sci_per,
-            "per_frame": per_frame,
-            "attribution": rule_for(works) if frames else "no frames produced: the energy stays at job level",
-        }
+    def report_for(self, job: JobRecord, state: JobState) -> JobReport:
+        """The job's report from its stored frames and attempts (see
+        ``bridge.energy.job_report``)."""
+        d = job.decision
+        facts = SchedulingFacts(job_class=job.scheduling.job_class, shifted=bool(d and d.shifted),
+                                run_now_co2e_g=d.run_now_co2e_g if d else None,
+                                expected_co2e_g=d.expected_co2e_g if d else None, site=d.site if d else "")
+        return build_report(job_id=job.job_id, tags=Tags(job.project, job.shot, job.version), backend=job.backend,
+                            generation=job.generation.to_dict(), state=state, fps=job.fps,
+                            frames=self.store.frames(job.job_id), attempts=self.store.attempts(job.job_id),
+                            site=self.site_for(job), scheduling=facts)

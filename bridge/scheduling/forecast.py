@@ -27,9 +27,10 @@ seconds since the epoch inside (``*_s`` names).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from ..errors import InvalidArgumentError
 if TYPE_CHECKING:  # the signal module is only needed for the type
     from ..energy.signals import IntensityPoint
 
-UTC = timezone.utc
+UTC = UTC
 DEFAULT_STEP = timedelta(minutes=5)
 
 
@@ -187,7 +188,7 @@ class StepForecast:
     # ------------------------------------------------------- constructors
     @classmethod
     def constant(cls, start: datetime, end: datetime, g_per_kwh: float, source: str,
-                 step: timedelta = DEFAULT_STEP, real: bool = False) -> "StepForecast":
+                 step: timedelta = DEFAULT_STEP, real: bool = False) -> StepForecast:
         """A flat forecast (a static annual figure): ``real`` False, and the
         value is its own fallback, so nothing counts as filled."""
         step_s = step.total_seconds()
@@ -197,7 +198,7 @@ class StepForecast:
                    fallback_source=source, sources=(source,), real=real)
 
 
-def build_step_forecast(points: Sequence["IntensityPoint"], start: datetime, end: datetime, *,
+def build_step_forecast(points: Sequence[IntensityPoint], start: datetime, end: datetime, *,
                         fallback_g_per_kwh: float, fallback_source: str = "declared fallback",
                         step: timedelta = DEFAULT_STEP, align: bool = True) -> StepForecast:
     """Put ``points`` on a regular grid over ``[start, end)``.

@@ -31,7 +31,7 @@ frame and in total, and each figure keeps its measured/estimated label.
 
 The executor keeps :class:`~bridge.scheduling.executor.LocalExecutor`'s
 public interface (``start``, ``stop``, ``enqueue``, ``cancel_running``,
-``is_running``, ``build_report``) and its state rules: it is a subclass
+``is_running``, ``report_for``) and its state rules: it is a subclass
 whose driver threads each follow one remote job. ``import ray`` happens only
 inside methods, so the bridge imports this module without Ray installed.
 """
@@ -43,16 +43,16 @@ import queue
 import threading
 import time
 import traceback
-import types
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..backends.base import Backend
 from ..energy.accounting import Site
-from ..energy.meters import Meter, Reading, joules_to_wh
+from ..energy.meters import Meter, joules_to_wh
 from ..errors import GreenlightError
 from ..jobs.channels import ChannelRegistry, ProgressInfo
-from ..jobs.state import JobState
+from ..jobs.images import add_png_text
 from ..jobs.store import JobStore
 from .executor import LocalExecutor, _Attempt
 
@@ -109,9 +109,8 @@ class _RemoteContext:
         reading = self._meter.read()
         window_wh = joules_to_wh(reading.joules - self.last_joules)
         self.last_joules, self.last_reading = reading.joules, reading
-        png = encode_png(rgb, {"job_id": self.job_id, "frame": index, "energy_wh": f"{window_wh:.9g}",
-                               "energy_method": "measured" if reading.measured else "estimated",
-                               "meter": reading.meter})
+        # the bridge charges and prices the frame and stamps those figures into the file
+        png = encode_png(rgb, {"job_id": self.job_id, "frame": index})
         self._out.put(("frame", index, png, window_wh, float(work), reading.measured, reading.meter))
 
 
@@ -142,6 +141,8 @@ def run_job_remote(backend: Backend | None, backend_id: str, backend_factory: Ca
             if b is None:
                 b = _WORKER_BACKENDS.get(backend_id)
                 if b is None:
+                    if backend_factory is None:
+                        raise GreenlightError(f"backend {backend_id!r}: neither an instance nor a factory was sent")
                     b = _WORKER_BACKENDS[backend_id] = backend_factory()
             msg = shot_pb2.Shot()
             msg.ParseFromString(shot_bytes)
@@ -173,30 +174,23 @@ def run_job_remote(backend: Backend | None, backend_id: str, backend_factory: Ca
 # ------------------------------------------------------------ bridge side
 @dataclass
 class _RayAttempt(_Attempt):
-    """Bridge-side state of one remote run (``executor`` is the RayExecutor)."""
+    """Bridge-side state of one remote run (``executor`` is the RayExecutor).
+    The worker's meter figures arrive as laps (frames) and running totals
+    (progress, end); ``take`` feeds each new joule to the attempt once."""
 
-    site: str = ""
     ref: Any = None
-    remote_wh: float = 0.0
-    frames_wh: float = 0.0
-    measured: bool = False
-    meter_name: str = "remote meter (no reading yet)"
+    remote_seen_wh: float = 0.0
     cancel_sent: float | None = None
     force_sent: bool = False
     items: list[str] = field(default_factory=list)   # kinds received, in order (diagnostics)
 
-    def _energy_so_far_wh(self) -> float:
-        return self.job.energy_wh + max(self.remote_wh, self.frames_wh)
+    def take_lap(self, wh: float, measured: bool, meter: str) -> None:
+        self.remote_seen_wh += wh
+        self.measure(wh, measured, meter)
 
-
-class _FixedMeter:
-    """A meter that answers one remote reading (for the final report)."""
-
-    def __init__(self, wh: float, measured: bool, name: str):
-        self._r = Reading(wh * 3600.0, measured, name, t=time.monotonic())
-
-    def read(self) -> Reading:
-        return self._r
+    def take_total(self, total_wh: float, measured: bool, meter: str) -> None:
+        if total_wh > self.remote_seen_wh:
+            self.take_lap(total_wh - self.remote_seen_wh, measured, meter)
 
 
 class RayExecutor(LocalExecutor):
@@ -228,7 +222,6 @@ class RayExecutor(LocalExecutor):
         self.poll_s = poll_s
         self._owns_ray = False
         self._remote = None
-        self._report_meters: dict[str, _FixedMeter] = {}
 
     # ---------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -255,7 +248,8 @@ class RayExecutor(LocalExecutor):
         if attempt is None:
             return False
         attempt.cancel_event.set()
-        self._send_cancel(attempt)
+        if isinstance(attempt, _RayAttempt):
+            self._send_cancel(attempt)
         return True
 
     def _send_cancel(self, attempt: _RayAttempt) -> None:
@@ -283,18 +277,23 @@ class RayExecutor(LocalExecutor):
                 "num_gpus": self.num_gpus, "num_cpus": self.num_cpus, "max_retries": 0}
 
     # ------------------------------------------------------------- a run
+    def site_for(self, job) -> Site:
+        """The site the plan chose: frames there are priced with its figures."""
+        name = job.decision.site if job.decision is not None else ""
+        return self.sites.get(name, self.site)
+
+    def _new_attempt(self, job, done: frozenset[int]) -> _Attempt:
+        return _RayAttempt(job=job, executor=self, frames_done=done, site=self.site_for(job))
+
     def _run(self, job_id: str) -> None:
-        try:
-            job = self.store.transition(job_id, JobState.RUNNING, expect={JobState.SCHEDULED}, count_attempt=True)
-        except GreenlightError as exc:  # cancelled (or already run) while waiting in the queue
-            log.info("job %s: not started: %s", job_id, exc)
+        attempt = self._start_attempt(job_id)
+        if attempt is None:
             return
-        site_name = (job.decision or {}).get("site") or self.site.name
-        done = frozenset(f.index for f in self.store.frames(job_id))
-        attempt = _RayAttempt(job=job, executor=self, frames_done=done, site=site_name)
-        with self._lock:
-            self._running[job_id] = attempt
-        self.channels.notify(job_id, progress=ProgressInfo(0, 0, len(done), 0.0, -1.0, job.energy_wh,
+        assert isinstance(attempt, _RayAttempt)
+        job = attempt.job
+        # where the plan said: a site this executor has no figures for still runs (or fails) there
+        site_name = job.decision.site if job.decision is not None and job.decision.site else attempt.site.name
+        self.channels.notify(job_id, progress=ProgressInfo(0, 0, len(attempt.frames_done), 0.0, -1.0, job.energy_wh,
                                                             f"submitted to Ray at site {site_name}"))
         error: str | None = None
         try:
@@ -307,9 +306,10 @@ class RayExecutor(LocalExecutor):
             if backend is None and factory is None:
                 raise GreenlightError(f"backend {job.backend!r} is not configured on this bridge")
             shot_bytes = self.store.shot_path(job_id).read_bytes()
+            assert self._remote is not None, "RayExecutor.start() was not called"
             attempt.ref = self._remote.options(**self.task_options(site_name)).remote(
                 None if factory is not None else backend, job.backend, factory, shot_bytes, job.generation,
-                job_id, job.frame_count, done, self.meter_factory, self.cancel_grace_s)
+                job_id, job.frame_count, attempt.frames_done, self.meter_factory, self.cancel_grace_s)
             log.info("job %s: submitted to Ray at site %s (attempt %d)", job_id, site_name, job.attempts)
             error = self._drain(attempt)
         except Exception as exc:
@@ -319,12 +319,7 @@ class RayExecutor(LocalExecutor):
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
-            self.store.add_energy(job_id, max(attempt.remote_wh, attempt.frames_wh))
-        if self._stopping.is_set() and attempt.cancelled:
-            return  # bridge shutting down: leave it running; recovery re-queues it
-        with self._lock:
-            self._report_meters[job_id] = _FixedMeter(attempt.remote_wh, attempt.measured, attempt.meter_name)
-        self._conclude(job, attempt, error)
+        self._end_attempt(attempt, error)
 
     def _drain(self, attempt: _RayAttempt) -> str | None:
         """Follow the remote generator until it ends; returns the job's error."""
@@ -349,48 +344,32 @@ class RayExecutor(LocalExecutor):
             except RayError as exc:
                 if attempt.cancelled:
                     return None
-                return f"the Ray task at site {attempt.site} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                return (f"the Ray task at site {attempt.site.name} failed: "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
             error = self._apply(attempt, item)
             if item[0] == "end":
                 return error
 
-    def _apply(self, attempt: _RayAttempt, item: tuple) -> str | None:
+    def _apply(self, attempt: _RayAttempt, item: Sequence[Any]) -> str | None:
         kind = item[0]
         attempt.items.append(kind)
         job_id = attempt.job_id
         if kind == "frame":
             _, index, png, wh, work, measured, meter = item
-            attempt.frames_wh += wh
-            attempt.measured, attempt.meter_name = measured, meter
-            if self.store.add_frame(job_id, index, png, wh, work):
-                attempt.produced += 1
-                self.channels.notify(job_id)
+            attempt.take_lap(wh, measured, meter)
+            attempt.check_index(index)
+            attempt.record_frame(index, work, lambda meta: add_png_text(png, meta))
         elif kind == "progress":
             _, step, total, stage, wh = item
-            attempt.remote_wh = max(attempt.remote_wh, wh)
-            elapsed = time.monotonic() - attempt.started
-            eta = elapsed / step * (total - step) if step > 0 else -1.0
-            self.channels.notify(job_id, progress=ProgressInfo(
-                step=step, total_steps=total, frames_done=len(attempt.frames_done) + attempt.produced,
-                elapsed_s=elapsed, eta_s=eta, energy_wh_so_far=attempt._energy_so_far_wh(), stage=stage))
+            attempt.take_total(wh, attempt.record.measured, attempt.record.meter)
+            attempt.report_progress(step, total, stage)
         elif kind == "preview":
             _, index, step, png = item
             self.channels.notify(job_id, preview=(index, step, png))
         elif kind == "end":
             _, wh, measured, meter, error, trace = item
-            attempt.remote_wh = max(wh, attempt.frames_wh)
-            attempt.measured, attempt.meter_name = measured, meter
+            attempt.take_total(wh, measured, meter)
             if error and not attempt.cancelled:
-                log.error("job %s: failed on Ray site %s\n%s", job_id, attempt.site, trace)
+                log.error("job %s: failed on Ray site %s\n%s", job_id, attempt.site.name, trace)
                 return error
         return None
-
-    # ------------------------------------------------------------- report
-    def build_report(self, job, state: JobState, wall_s: float) -> dict:
-        """The local executor's report, with the job's site and the meter
-        reading from the node that ran it."""
-        site = self.sites.get((job.decision or {}).get("site", ""), self.site)
-        with self._lock:
-            meter = self._report_meters.pop(job.job_id, None) or self.meter
-        view = types.SimpleNamespace(store=self.store, site=site, meter=meter)
-        return LocalExecutor.build_report(view, job, state, wall_s)

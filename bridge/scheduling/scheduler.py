@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Set
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
-from ..energy.accounting import Site
+from ..energy.accounting import Site, site_intensity
 from ..energy.signals import CarbonSignal, SignalError
 from ..errors import InvalidArgumentError
-from ..jobs.state import JobState
+from ..jobs.model import Decision, JobState
 from ..jobs.store import JobRecord, JobStore
-from .carbon_planner import Decision, PlanJob, PlanSite, plan, replan, run_now_reason
+from .carbon_planner import PlanJob, PlanSite, plan, replan, run_now_reason
 from .forecast import build_step_forecast
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ DEFAULT_DURATION = timedelta(minutes=10)
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class CarbonScheduler:
@@ -73,7 +73,7 @@ class CarbonScheduler:
 
     # ------------------------------------------------------------ planning
     def _plan_sites(self, job_class: str, start: datetime, end: datetime,
-                    exclude: set[str] = frozenset()) -> list[PlanSite]:
+                    exclude: Set[str] = frozenset()) -> list[PlanSite]:
         # interactive jobs queue on the device whatever is planned: no store scan on their path
         busy = self._busy(exclude) if job_class == "batch" else {}
         return [self._plan_site(site, devices, job_class, start, end, busy.get(site.name, []))
@@ -85,10 +85,11 @@ class CarbonScheduler:
         if job_class == "batch" and self.signal is not None:
             try:
                 points = self.signal.forecast(site.grid_region, start, end)
-                forecast = build_step_forecast(points, start, end, fallback_g_per_kwh=site.intensity_g_per_kwh,
+                forecast = build_step_forecast(points, start, end, fallback_g_per_kwh=site_intensity(site),
                                                fallback_source=site.intensity_source)
                 if points and points[0].fallback:
-                    note = f"forecast from {points[0].provider or points[0].source} after: " + "; ".join(points[0].fallback)
+                    note = (f"forecast from {points[0].provider or points[0].source} after: "
+                            + "; ".join(points[0].fallback))
             except SignalError as exc:
                 note = f"carbon signal unavailable ({exc})"
                 log.warning("no forecast for %s: %s; using its static figure", site.grid_region, exc)
@@ -96,20 +97,20 @@ class CarbonScheduler:
                         static_g_per_kwh=site.intensity_g_per_kwh, static_source=site.intensity_source, busy=busy,
                         forecast_note=note)
 
-    def _busy(self, exclude: set[str] = frozenset()) -> dict[str, list[tuple[datetime, datetime]]]:
+    def _busy(self, exclude: Set[str] = frozenset()) -> dict[str, list[tuple[datetime, datetime]]]:
         """Device time already promised per site: running and planned jobs."""
         now = self.clock()
         busy: dict[str, list] = {}
         for job in self.store.list(states={JobState.SCHEDULED, JobState.RUNNING}, limit=1_000_000):
             d = job.decision
-            if job.job_id in exclude or not d.get("planned_start"):
+            if job.job_id in exclude or d is None:
                 continue
-            start = datetime.fromisoformat(d["planned_start"])
-            end = datetime.fromisoformat(d["planned_end"]) if d.get("planned_end") else start + DEFAULT_DURATION
+            start = d.planned_start
+            end = d.planned_end if d.planned_end and d.planned_end > start else start + DEFAULT_DURATION
             if job.state is JobState.RUNNING:
                 start = now
             if end > now:
-                busy.setdefault(d.get("site", ""), []).append((max(start, now), max(end, now + timedelta(seconds=1))))
+                busy.setdefault(d.site, []).append((max(start, now), max(end, now + timedelta(seconds=1))))
         return busy
 
     def plan_job(self, *, job_id: str, backend: str, work: float, job_class: str, deadline: datetime | None,
@@ -176,12 +177,10 @@ class CarbonScheduler:
         """After a restart: scheduled jobs go back to their plan (or run at
         once when their window passed while the bridge was down)."""
         for job in jobs:
-            try:
-                decision = Decision.from_dict(job.decision, job.job_id)
-            except (KeyError, TypeError, ValueError):
-                self.release(job.job_id)   # a plan we cannot read: never strand the job
+            if job.decision is None:
+                self.release(job.job_id)   # no plan we can read: never strand the job
                 continue
-            self.place(job.job_id, decision)
+            self.place(job.job_id, job.decision)
 
     # ------------------------------------------------------------ thread
     def start(self) -> None:
@@ -228,11 +227,13 @@ class CarbonScheduler:
                 continue
             if job.state is not JobState.SCHEDULED:
                 continue
+            if job.decision is None:
+                continue
             duration, energy_wh, _ = self.estimate(job.backend, job.work_estimate)
             s = job.scheduling
             pending.append((PlanJob(job_id=job_id, duration=duration, energy_wh=energy_wh, job_class=s.job_class,
                                     deadline=s.deadline, allowed_sites=s.allowed_sites, max_co2e_g=s.max_co2e_g),
-                            Decision.from_dict(job.decision, job_id)))
+                            job.decision))
             jobs[job_id] = job
         if not pending:
             return
@@ -245,7 +246,7 @@ class CarbonScheduler:
             log.warning("re-plan failed: %s; keeping the current plans", exc)
             return
         for job_id, decision in new.items():
-            self.store.set_decision(job_id, decision.to_dict())
+            self.store.set_decision(job_id, decision)
             self.place(job_id, decision)
 
 

@@ -96,6 +96,7 @@ def create_server(config: BridgeConfig, backends: dict[str, Backend] | None = No
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
 
     if config.tls_cert is not None:
+        assert config.tls_key is not None   # both or neither: checked at the top
         creds = grpc.ssl_server_credentials([(config.tls_key.read_bytes(), config.tls_cert.read_bytes())])
         port = server.add_secure_port(config.address, creds)
     else:

@@ -135,7 +135,7 @@ def build_signal(specs: tuple[str, ...]):
     from ..energy import signals
 
     try:
-        providers = [p for p in (_provider(spec) for spec in specs) if p is not None]
+        providers: list[signals.CarbonSignal] = [p for p in (_provider(spec) for spec in specs) if p is not None]
         providers.append(signals.StaticTable())
     except signals.SignalError as exc:
         raise InvalidArgumentError(f"carbon_signals: {exc}") from exc
@@ -157,7 +157,8 @@ def _provider(spec: str):
     if kind == "electricitymaps":
         token = os.environ.get("ELECTRICITYMAPS_TOKEN")
         if not token:
-            raise InvalidArgumentError("carbon_signals: 'electricitymaps' needs ELECTRICITYMAPS_TOKEN in the environment")
+            raise InvalidArgumentError(
+                "carbon_signals: 'electricitymaps' needs ELECTRICITYMAPS_TOKEN in the environment")
         return signals.ElectricityMaps(token)
     if kind == "watttime":
         user, password = os.environ.get("WATTTIME_USERNAME"), os.environ.get("WATTTIME_PASSWORD")

@@ -12,13 +12,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..backends.base import Backend
-from ..errors import (GreenlightError, InvalidArgumentError, LimitExceededError, NotFoundError, PermissionDeniedError,
-                      PreconditionError)
+from ..errors import (
+    GreenlightError,
+    InvalidArgumentError,
+    LimitExceededError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionError,
+)
 from ..jobs.channels import ChannelRegistry
-from ..jobs.state import JobState
+from ..jobs.model import Decision, JobReport, JobState
 from ..jobs.store import JobRecord, JobStore
 from ..scheduling.executor import LocalExecutor
-from ..scheduling.carbon_planner import Decision
 from ..scheduling.scheduler import CarbonScheduler
 from ..shot.model import Shot
 from ..shot.request import GenerationSettings, SchedulingSettings, validate_generation, validate_scheduling
@@ -137,7 +142,7 @@ class JobManager:
                                                    job_class="interactive", deadline=None)
                 decision = replace(decision, reason=f"re-queued after a restart; runs now ({exc})")
         decision = replace(decision, job_id=job.job_id)
-        job = self.store.transition(job.job_id, JobState.SCHEDULED, decision.reason, decision=decision.to_dict())
+        job = self.store.transition(job.job_id, JobState.SCHEDULED, decision.reason, decision=decision)
         self.channels.notify(job.job_id)
         self.scheduler.place(job.job_id, decision)
         return job
@@ -147,9 +152,9 @@ class JobManager:
         job = self.get(principal, job_id)
         if job.state is not JobState.SCHEDULED:
             raise PreconditionError(f"job {job_id} is {job.state.value}; only a scheduled job can be started now")
-        if self.scheduler.run_now(job_id):
-            decision = dict(job.decision, reason="started now by request (was: " + job.decision.get("reason", "") + ")")
-            self.store.set_decision(job_id, decision)
+        if self.scheduler.run_now(job_id) and job.decision is not None:
+            was = job.decision.reason
+            self.store.set_decision(job_id, replace(job.decision, reason=f"started now by request (was: {was})"))
             self.channels.notify(job_id)
         return self.store.get(job_id)
 
@@ -157,7 +162,8 @@ class JobManager:
     def get(self, principal: Principal, job_id: str) -> JobRecord:
         job = self.store.get(job_id)
         if not principal.can_see(job):
-            raise NotFoundError(f"job {job_id!r} not found")  # never reveal other projects' jobs
+            # never reveal other projects' jobs
+            raise NotFoundError(f"job {job_id!r} not found", resource_type="job", resource_name=job_id)
         return job
 
     def list(self, principal: Principal, project: str, limit: int) -> list[JobRecord]:
@@ -168,7 +174,7 @@ class JobManager:
         principal.check_project(project)
         return self.store.list(project, limit=limit or 100)
 
-    def report(self, principal: Principal, job_id: str) -> dict:
+    def report(self, principal: Principal, job_id: str) -> JobReport:
         job = self.get(principal, job_id)
         report = self.store.report(job_id)
         if report is None:
@@ -189,6 +195,6 @@ class JobManager:
             # it started in between: stop the run instead
             self.executor.cancel_running(job_id)
             return self.store.get(job_id)
-        self.store.save_report(job_id, self.executor.build_report(job, JobState.CANCELLED, 0.0))
+        self.store.save_report(job_id, self.executor.report_for(job, JobState.CANCELLED))
         self.channels.notify(job_id)
         return job

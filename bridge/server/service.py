@@ -7,39 +7,35 @@ import functools
 import hashlib
 import logging
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from .. import __version__
 from ..errors import GreenlightError, InvalidArgumentError, LimitExceededError, UnauthenticatedError
-from ..jobs.state import JobState
+from ..jobs.model import JobState
 from ..proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc, shot_pb2
 from ..shot.wire import generation_from_pb, scheduling_from_pb, shot_from_pb
-from ..energy.accounting import operational_g
-from .convert import energy_pb, job_report, job_status
+from .convert import frame_energy_pb, job_report, job_status
 from .manager import JobManager, Principal
+from .status import abort
 
 log = logging.getLogger(__name__)
 PROTOCOL_VERSION = "greenlight.v1"
 WATCH_POLL_S = 0.5
 
 
-def _abort(context: grpc.ServicerContext, exc: GreenlightError):
-    code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN)
-    context.abort(code, str(exc))
-
-
 def rpc(method):
-    """Authenticate, then map Greenlight errors to status codes in one place."""
+    """Authenticate, then map Greenlight errors to rich statuses in one place
+    (code, message and the error's class and fields: ``status.py``)."""
 
     @functools.wraps(method)
     def unary(self, request, context):
         try:
             return method(self, request, context, self._principal(context))
         except GreenlightError as exc:
-            _abort(context, exc)
+            abort(context, exc)
 
     return unary
 
@@ -50,7 +46,7 @@ def rpc_stream(method):
         try:
             yield from method(self, request, context, self._principal(context))
         except GreenlightError as exc:
-            _abort(context, exc)
+            abort(context, exc)
 
     return streaming
 
@@ -63,7 +59,7 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
     def _principal(self, context: grpc.ServicerContext) -> Principal:
         if not self.config.tokens:
             return Principal(project=None)
-        header = dict(context.invocation_metadata()).get("authorization", "")
+        header = str(dict(context.invocation_metadata()).get("authorization", ""))
         if not header.startswith("Bearer "):
             raise UnauthenticatedError("missing 'authorization: Bearer <token>' metadata; this bridge requires a token")
         project = self.config.tokens.get(header[len("Bearer "):].strip())
@@ -84,7 +80,8 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
         header = first.header
         self.manager.check_upload_size(header.shot_bytes)
         if len(header.shot_sha256) != 32:
-            raise InvalidArgumentError(f"header.shot_sha256: must be 32 bytes (SHA-256), got {len(header.shot_sha256)}")
+            raise InvalidArgumentError(f"header.shot_sha256: must be 32 bytes (SHA-256), got {len(header.shot_sha256)}",
+                                       field="header.shot_sha256")
         upload_dir = self.manager.store.new_upload_dir()
         admitted = False
         try:
@@ -99,7 +96,8 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
                     received += len(chunk.data)
                     if received > header.shot_bytes:
                         raise InvalidArgumentError(
-                            f"SubmitShot: received more than the {header.shot_bytes} bytes declared in header.shot_bytes")
+                            f"SubmitShot: received more than the {header.shot_bytes} bytes "
+                            f"declared in header.shot_bytes")
                     digest.update(chunk.data)
                     fh.write(chunk.data)
             if not context.is_active():
@@ -135,8 +133,6 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
         last_state = None
         last_progress = None
         last_preview_seq = channel.seq if not request.include_previews else 0
-        meter = manager.executor.meter.read()
-        site = self.config.site
         while context.is_active():
             seen_seq = channel.seq
             job = manager.store.get(job.job_id)  # state first: frames stored before it are complete
@@ -151,9 +147,8 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
                 event = self._event(job.job_id)
                 event.frame.index = record.index
                 event.frame.image.encoding = bridge_pb2.IMAGE_ENCODING_PNG
-                event.frame.image.data = record.path.read_bytes()
-                energy_pb(event.frame.energy, record.energy_wh, meter.measured, meter.meter,
-                          *operational_g(site, record.energy_wh))
+                event.frame.image.data = manager.store.frame_file(job.job_id, record).read_bytes()
+                frame_energy_pb(event.frame.energy, record)   # as stored when the frame was made
                 sent.add(record.index)
                 yield event
             if channel.progress is not None and channel.progress is not last_progress and not job.state.terminal:
@@ -178,7 +173,10 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
     def _final_event(self, job):
         if job.state is JobState.COMPLETED:
             report = self.manager.store.report(job.job_id)
-            return self._event(job.job_id, completed=bridge_pb2.JobCompleted(report=job_report(report)))
+            if report is not None:
+                return self._event(job.job_id, completed=bridge_pb2.JobCompleted(report=job_report(report)))
+            return self._event(job.job_id, failed=bridge_pb2.JobFailed(
+                message="the job completed but its report is missing from the bridge's store", code="INTERNAL"))
         if job.state is JobState.FAILED:
             return self._event(job.job_id, failed=bridge_pb2.JobFailed(message=job.state_reason, code="INTERNAL"))
         return self._event(job.job_id, cancelled=bridge_pb2.JobCancelled(reason=job.state_reason))
@@ -186,7 +184,7 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
     @staticmethod
     def _event(job_id: str, **kind) -> bridge_pb2.JobEvent:
         event = bridge_pb2.JobEvent(job_id=job_id, **kind)
-        event.time.FromDatetime(datetime.now(timezone.utc))
+        event.time.FromDatetime(datetime.now(UTC))
         return event
 
     # ------------------------------------------------------------ unary

@@ -126,7 +126,8 @@ def camera_to_canonical(location_cm, rotation: Rotator) -> np.ndarray:
     its location and rotation only, so a scaled camera actor renders the
     same image. Pass the component's world location and rotation.
     """
-    axes = _MIRROR @ rotator_to_matrix(rotation)       # Unreal X, Y, Z in canonical coordinates
+    # annotated: numpy's stubs resolve ``@`` of two untyped-dtype arrays to its bool overload
+    axes: np.ndarray = _MIRROR @ rotator_to_matrix(rotation)       # Unreal X, Y, Z in canonical coordinates
     forward, right, up = axes[:, 0], axes[:, 1], axes[:, 2]
     m = np.eye(4)
     m[:3, 0] = right

@@ -7,9 +7,9 @@ pixels. Field names carry their units.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Mapping
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class Fps:
         return Fraction(self.numerator, self.denominator)
 
     @classmethod
-    def parse(cls, text: str) -> "Fps":
+    def parse(cls, text: str) -> Fps:
         """``"24"``, ``"24000/1001"`` or ``"23.976"`` (mapped to 24000/1001)."""
         text = text.strip()
         if "/" in text:
@@ -186,7 +186,7 @@ class Shot:
                     total += arr.nbytes
         return total
 
-    def with_tags(self, **changes) -> "Shot":
+    def with_tags(self, **changes) -> Shot:
         return replace(self, tags=replace(self.tags, **changes))
 
     def __eq__(self, other):

@@ -7,9 +7,10 @@ bridge; protobuf conversion lives in ``bridge.shot.wire``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..errors import InvalidArgumentError
+from .dicts import from_mapping
 
 CONTROL_KINDS = ("depth", "pose", "motion")
 JOB_CLASSES = ("interactive", "batch")
@@ -45,10 +46,13 @@ class GenerationSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "GenerationSettings":
+    def from_dict(cls, data: dict) -> GenerationSettings:
+        """Tolerant of other versions: unknown keys are dropped (logged),
+        missing ones take their defaults."""
         data = dict(data)
-        data["controls"] = tuple(ControlSettings(**c) for c in data.get("controls", ()))
-        return cls(**data)
+        data["controls"] = tuple(from_mapping(ControlSettings, c, "generation control")
+                                 for c in data.get("controls", ()))
+        return from_mapping(cls, data, "generation settings")
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class SchedulingSettings:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SchedulingSettings":
+    def from_dict(cls, data: dict) -> SchedulingSettings:
         deadline = data.get("deadline")
         return cls(
             job_class=data.get("job_class", "interactive"),
@@ -88,7 +92,8 @@ def validate_generation(gen: GenerationSettings) -> GenerationSettings:
         raise InvalidArgumentError(f"generation.guidance_scale: must be 0 (default) to 50, got {gen.guidance_scale}")
     if (gen.output_width == 0) != (gen.output_height == 0):
         raise InvalidArgumentError(
-            f"generation.output_resolution: set both width and height or neither, got {gen.output_width}x{gen.output_height}")
+            f"generation.output_resolution: set both width and height or neither, "
+            f"got {gen.output_width}x{gen.output_height}")
     seen = set()
     for i, c in enumerate(gen.controls):
         where = f"generation.controls[{i}]"
@@ -111,10 +116,11 @@ def validate_scheduling(sched: SchedulingSettings, now: datetime | None = None) 
     if sched.job_class == "batch":
         if sched.deadline is None:
             raise InvalidArgumentError("scheduling.deadline: is required for batch jobs")
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         if sched.deadline <= now:
             raise InvalidArgumentError(
-                f"scheduling.deadline: {sched.deadline.isoformat()} is in the past (now {now.isoformat(timespec='seconds')})")
+                f"scheduling.deadline: {sched.deadline.isoformat()} is in the past "
+                f"(now {now.isoformat(timespec='seconds')})")
     if sched.max_co2e_g is not None and sched.max_co2e_g <= 0:
         raise InvalidArgumentError(f"scheduling.max_co2e_g: must be > 0, got {sched.max_co2e_g}")
     return sched

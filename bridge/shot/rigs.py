@@ -15,8 +15,8 @@ or ``[bone, "head" | "tail"]``). A mapping must cover the 13 body keypoints
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from ..errors import InvalidArgumentError
 from . import coco
@@ -113,13 +113,15 @@ def parse_user_mapping(data: str | Mapping, name: str = "custom") -> RigMapping:
     joints = {}
     for kp, value in data.items():
         if kp not in coco.INDEX:
-            raise RigMappingError(f"rig mapping {name!r}: unknown keypoint {kp!r}; use one of {', '.join(coco.KEYPOINTS)}")
+            raise RigMappingError(f"rig mapping {name!r}: unknown keypoint {kp!r}; "
+                                  f"use one of {', '.join(coco.KEYPOINTS)}")
         if isinstance(value, str):
             bone, end = value, "head"
         elif isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, str) for v in value):
             bone, end = value
         else:
-            raise RigMappingError(f"rig mapping {name!r}: {kp!r} must be a bone name or [bone, 'head'|'tail'], got {value!r}")
+            raise RigMappingError(f"rig mapping {name!r}: {kp!r} must be a bone name or [bone, 'head'|'tail'], "
+                                  f"got {value!r}")
         if end not in ENDS:
             raise RigMappingError(f"rig mapping {name!r}: {kp!r} end must be 'head' or 'tail', got {end!r}")
         if not bone:
@@ -175,6 +177,9 @@ def detect(armature: str, bone_names: Iterable[str], user_mapping: str | Mapping
             return rig
         if best_missing is None or len(missing) < len(best_missing[1]):
             best_missing = (mapping.name, missing)
+    if best_missing is None:   # BUILTIN is empty: nothing was tried
+        raise RigMappingError(f"armature {armature!r}: no shipped COCO-18 rig mappings to try; map it with the "
+                              "Greenlight rig mapping (JSON keypoint -> bone)")
     raise RigMappingError(
         f"armature {armature!r} ({len(names)} bones) matches no COCO-18 mapping (tried "
         f"{', '.join(m.name for m in BUILTIN)}; closest, {best_missing[0]}, lacks bones for "

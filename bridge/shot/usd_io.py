@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import GreenlightError, InvalidArgumentError
 from .model import CameraSample, Fps, Frame, Shot, Tags
+from .tags import safe_tag
 
 log = logging.getLogger(__name__)
 
@@ -339,5 +340,4 @@ def shot_from_usd(path: str | Path, tags: Tags | None = None, resolution: tuple[
 
 
 def _tag_from_stem(stem: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in stem).lstrip("._-")
-    return cleaned[:64] or "shot"
+    return safe_tag(stem, "shot")

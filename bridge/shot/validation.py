@@ -36,11 +36,13 @@ def validate_shot(shot: Shot, limits: ShotLimits | None = None) -> Shot:
     _check_tags(shot)
     if not (isinstance(shot.fps.numerator, int) and isinstance(shot.fps.denominator, int)
             and shot.fps.numerator > 0 and shot.fps.denominator > 0):
-        raise ShotValidationError("fps", f"must be a positive fraction, got {shot.fps.numerator}/{shot.fps.denominator}")
+        raise ShotValidationError("fps",
+                                  f"must be a positive fraction, got {shot.fps.numerator}/{shot.fps.denominator}")
     if shot.width <= 0 or shot.height <= 0:
         raise ShotValidationError("resolution", f"must be positive, got {shot.width}x{shot.height}")
     if shot.depth_background not in DEPTH_BACKGROUNDS:
-        raise ShotValidationError("depth_background", f"must be one of {DEPTH_BACKGROUNDS}, got {shot.depth_background!r}")
+        raise ShotValidationError("depth_background",
+                                  f"must be one of {DEPTH_BACKGROUNDS}, got {shot.depth_background!r}")
     if not shot.frames:
         raise ShotValidationError("frames", "the shot has no frames")
     if limits is not None:
@@ -53,7 +55,8 @@ def validate_shot(shot: Shot, limits: ShotLimits | None = None) -> Shot:
     for i, frame in enumerate(shot.frames):
         where = f"frames[{i}]"
         if frame.index != i:
-            raise ShotValidationError(f"{where}.index", f"expected {i} (frames are indexed 0..n-1 in order), got {frame.index}")
+            raise ShotValidationError(f"{where}.index",
+                                      f"expected {i} (frames are indexed 0..n-1 in order), got {frame.index}")
         _check_camera(frame.camera, f"{where}.camera")
         _check_arrays(shot, frame, where)
         names = set()
@@ -92,7 +95,8 @@ def _check_camera(cam, where: str) -> None:
         if not (np.isfinite(value) and value > 0):
             raise ShotValidationError(f"{where}.{name}", f"must be > 0, got {value}")
     if not (np.isfinite(cam.clip_end_m) and cam.clip_end_m > cam.clip_start_m):
-        raise ShotValidationError(f"{where}.clip_end_m", f"must be > clip_start_m ({cam.clip_start_m}), got {cam.clip_end_m}")
+        raise ShotValidationError(f"{where}.clip_end_m",
+                                  f"must be > clip_start_m ({cam.clip_start_m}), got {cam.clip_end_m}")
     if not (np.isfinite(cam.focus_distance_m) and cam.focus_distance_m >= 0):
         raise ShotValidationError(f"{where}.focus_distance_m", f"must be >= 0, got {cam.focus_distance_m}")
     if cam.sensor_fit not in SENSOR_FITS:
@@ -120,7 +124,9 @@ def _check_arrays(shot: Shot, frame, where: str) -> None:
             raise ShotValidationError(f"{where}.depth_m", f"{nan} NaN values; depth must be metres >= 0")
         neg = int((depth < 0).sum())
         if neg:
-            raise ShotValidationError(f"{where}.depth_m", f"{neg} negative values (min {float(depth.min()):.4g}); depth must be metres >= 0")
+            raise ShotValidationError(f"{where}.depth_m",
+                                      f"{neg} negative values (min {float(depth.min()):.4g}); "
+                                      f"depth must be metres >= 0")
         if shot.depth_background == "zero" and np.isinf(depth).any():
             raise ShotValidationError(f"{where}.depth_m", "holds +inf but the shot declares depth_background='zero'")
     for name in ("motion_px", "normals"):

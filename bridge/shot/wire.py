@@ -34,7 +34,8 @@ _PB_TO_BG[shot_pb2.DEPTH_BACKGROUND_UNSPECIFIED] = "inf"
 def array_to_pb(arr: np.ndarray, out: shot_pb2.Array) -> None:
     arr = np.asarray(arr)
     if arr.dtype not in _DTYPE_TO_PB:
-        raise ShotValidationError("array", f"dtype {arr.dtype.name} cannot travel; use float32, float16, uint8 or uint16")
+        raise ShotValidationError("array",
+                                  f"dtype {arr.dtype.name} cannot travel; use float32, float16, uint8 or uint16")
     out.dtype = _DTYPE_TO_PB[arr.dtype]
     out.shape[:] = arr.shape
     out.data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
@@ -97,7 +98,8 @@ def shot_from_pb(msg: shot_pb2.Shot) -> Shot:
         where = f"frames[{i}]"
         cam = f.camera
         if len(cam.world_matrix) != 16:
-            raise ShotValidationError(f"{where}.camera.world_matrix", f"must hold 16 numbers (4x4 row-major), got {len(cam.world_matrix)}")
+            raise ShotValidationError(f"{where}.camera.world_matrix",
+                                      f"must hold 16 numbers (4x4 row-major), got {len(cam.world_matrix)}")
         camera = CameraSample(
             world_matrix=np.array(cam.world_matrix, dtype=np.float64).reshape(4, 4),
             focal_length_mm=cam.focal_length_mm,
@@ -136,7 +138,7 @@ def shot_from_pb(msg: shot_pb2.Shot) -> Shot:
 
 # ------------------------------------------------------------------ requests
 # bridge_pb2 needs only protobuf; imported here so ``shot_pb2`` users don't pay.
-from datetime import timezone  # noqa: E402
+from datetime import UTC  # noqa: E402
 
 from ..proto.greenlight.v1 import bridge_pb2  # noqa: E402
 from .request import ControlSettings, GenerationSettings, SchedulingSettings  # noqa: E402
@@ -176,7 +178,7 @@ def scheduling_to_pb(sched: SchedulingSettings) -> bridge_pb2.SchedulingRequest:
     msg = bridge_pb2.SchedulingRequest(job_class=_CLASS_TO_PB[sched.job_class],
                                        allowed_sites=list(sched.allowed_sites))
     if sched.deadline is not None:
-        msg.deadline.FromDatetime(sched.deadline.astimezone(timezone.utc))
+        msg.deadline.FromDatetime(sched.deadline.astimezone(UTC))
     if sched.max_co2e_g is not None:
         msg.max_co2e_g = sched.max_co2e_g
     return msg
@@ -185,7 +187,7 @@ def scheduling_to_pb(sched: SchedulingSettings) -> bridge_pb2.SchedulingRequest:
 def scheduling_from_pb(msg: bridge_pb2.SchedulingRequest) -> SchedulingSettings:
     return SchedulingSettings(
         job_class=_PB_TO_CLASS.get(msg.job_class, f"unknown({msg.job_class})"),
-        deadline=msg.deadline.ToDatetime(tzinfo=timezone.utc) if msg.HasField("deadline") else None,
+        deadline=msg.deadline.ToDatetime(tzinfo=UTC) if msg.HasField("deadline") else None,
         allowed_sites=tuple(msg.allowed_sites),
         max_co2e_g=msg.max_co2e_g if msg.HasField("max_co2e_g") else None,
     )

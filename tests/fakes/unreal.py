@@ -17,11 +17,10 @@ the files a render would.
 
 from __future__ import annotations
 
-
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Callable
 
 CALLS: list[tuple[str, tuple]] = []
 STATE = SimpleNamespace()

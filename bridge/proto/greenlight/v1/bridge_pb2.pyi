@@ -223,18 +223,30 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ...) -> None: ...
 
 class Energy(_message.Message):
-    __slots__ = ("energy_wh", "measured", "meter", "co2e_g_location", "co2e_g_market")
+    __slots__ = ("energy_wh", "measured", "meter", "co2e_g_location", "co2e_g_market", "site", "intensity_g_per_kwh", "intensity_source", "attempt", "pue", "work")
     ENERGY_WH_FIELD_NUMBER: _ClassVar[int]
     MEASURED_FIELD_NUMBER: _ClassVar[int]
     METER_FIELD_NUMBER: _ClassVar[int]
     CO2E_G_LOCATION_FIELD_NUMBER: _ClassVar[int]
     CO2E_G_MARKET_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_G_PER_KWH_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    PUE_FIELD_NUMBER: _ClassVar[int]
+    WORK_FIELD_NUMBER: _ClassVar[int]
     energy_wh: float
     measured: bool
     meter: str
     co2e_g_location: float
     co2e_g_market: float
-    def __init__(self, energy_wh: _Optional[float] = ..., measured: _Optional[bool] = ..., meter: _Optional[str] = ..., co2e_g_location: _Optional[float] = ..., co2e_g_market: _Optional[float] = ...) -> None: ...
+    site: str
+    intensity_g_per_kwh: float
+    intensity_source: str
+    attempt: int
+    pue: float
+    work: float
+    def __init__(self, energy_wh: _Optional[float] = ..., measured: _Optional[bool] = ..., meter: _Optional[str] = ..., co2e_g_location: _Optional[float] = ..., co2e_g_market: _Optional[float] = ..., site: _Optional[str] = ..., intensity_g_per_kwh: _Optional[float] = ..., intensity_source: _Optional[str] = ..., attempt: _Optional[int] = ..., pue: _Optional[float] = ..., work: _Optional[float] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("encoding", "width", "height", "data")

@@ -19,6 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from bridge.jobs.model import JobState
 from greenlight_unreal import host
 from greenlight_unreal.mrq_exr import MotionEncoding
 from greenlight_unreal.previz import PrevizRun
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> PrevizRun:
 
     def done(run: PrevizRun) -> None:
         r = run.result
-        if r.state == "completed":
+        if r.state == JobState.COMPLETED.value:
             host.save_asset_in_unreal(sequence)     # keep the new media track
         payload = {"state": r.state, "message": r.message, "job_id": r.job_id, "version": r.version,
                    "frames_folder": r.frames_folder, "imported": r.imported, "energy_wh": r.energy_wh,
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> PrevizRun:
         if args.report:
             Path(args.report).parent.mkdir(parents=True, exist_ok=True)
             Path(args.report).write_text(json.dumps(payload, indent=1, default=list))
-        host.log_in_unreal(f"headless run {r.state}: {r.message}", "info" if r.state == "completed" else "error")
+        host.log_in_unreal(f"headless run {r.state}: {r.message}",
+                           "info" if r.state == JobState.COMPLETED.value else "error")
         if not args.no_quit:
             host.quit_editor_in_unreal()
 

@@ -12,8 +12,8 @@ Unreal does; docs/unreal.md lists what to verify in the real editor.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import unreal
 

@@ -43,9 +43,9 @@ assumes constant velocity (F = B_t).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -168,7 +168,8 @@ def decode_velocity(channels: Mapping[str, np.ndarray], encoding: MotionEncoding
     return v
 
 
-def encode_velocity(velocity_px: np.ndarray, encoding: MotionEncoding = MotionEncoding()) -> tuple[np.ndarray, np.ndarray]:
+def encode_velocity(velocity_px: np.ndarray,
+                    encoding: MotionEncoding = MotionEncoding()) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of ``decode_velocity``: (R, G) channel values. Used by tests
     and by calibration to build reference frames."""
     h, w = velocity_px.shape[:2]

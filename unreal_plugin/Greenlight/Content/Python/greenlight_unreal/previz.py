@@ -13,11 +13,12 @@ touches the editor; ``cancel()`` works in every step.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from bridge.errors import GreenlightError
+from bridge.jobs.model import EventKind, JobState
 
 from . import host, mrq_exr, skeleton
 from .settings import PrevizSettings, tag_safe
@@ -25,9 +26,10 @@ from .shot_builder import SequenceSample, build_shot
 from .worker import GameThreadPump, new_worker
 
 log = logging.getLogger(__name__)
+# the run's own stages, then the job states it ends in
 STAGES = ("idle", "reading", "rendering", "decoding", "generating", "importing",
-          "completed", "failed", "cancelled")
-TERMINAL = ("completed", "failed", "cancelled")
+          JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value)
+TERMINAL = (JobState.COMPLETED.value, JobState.FAILED.value, JobState.CANCELLED.value)
 
 
 @dataclass
@@ -47,7 +49,7 @@ class PrevizRun:
     """``PrevizRun(settings).start()``; ``on_done(run)`` is called once, on
     the game thread, when the run completes, fails or is cancelled."""
 
-    def __init__(self, settings: PrevizSettings, sequence=None, on_done: Callable[["PrevizRun"], None] | None = None,
+    def __init__(self, settings: PrevizSettings, sequence=None, on_done: Callable[[PrevizRun], None] | None = None,
                  interactive: bool = True):
         self.settings = settings
         self.sequence = sequence
@@ -77,7 +79,7 @@ class PrevizRun:
         host.log_in_unreal(f"{self._shot_tag or 'previz'}: {state}{' - ' + message if message else ''}")
 
     # ------------------------------------------------------------ 1-2
-    def start(self) -> "PrevizRun":
+    def start(self) -> PrevizRun:
         s = self.settings
         try:
             self.pump.start()
@@ -105,9 +107,9 @@ class PrevizRun:
             else:
                 self._on_rendered(True)
         except InterruptedError:
-            self._finish("cancelled", "cancelled while reading the sequence")
+            self._finish(JobState.CANCELLED, "cancelled while reading the sequence")
         except (GreenlightError, LookupError, ValueError) as exc:
-            self._finish("failed", str(exc))
+            self._finish(JobState.FAILED, str(exc))
         return self
 
     def _reading_progress(self, i: int, n: int) -> bool:
@@ -128,7 +130,8 @@ class PrevizRun:
         if self.done:
             return
         if not success:
-            self._finish("failed", "the Movie Render Queue job failed (see the Output Log, category LogMovieRenderPipeline)")
+            self._finish(JobState.FAILED,
+                         "the Movie Render Queue job failed (see the Output Log, category LogMovieRenderPipeline)")
             return
         s = self.settings
         try:
@@ -146,7 +149,7 @@ class PrevizRun:
             for w in warnings:
                 host.log_in_unreal(w, "warning")
         except (GreenlightError, mrq_exr.PassDecodeError, ValueError) as exc:
-            self._finish("failed", str(exc))
+            self._finish(JobState.FAILED, str(exc))
             return
         self._stage("generating", f"{self.shot.frame_count} frames to {s.bridge.address}")
         if self.interactive:
@@ -160,34 +163,37 @@ class PrevizRun:
             return
         if u.job_id:
             self.result.job_id = u.job_id
-        if u.kind == "accepted":
-            host.log_in_unreal(f"job {u.job_id} accepted ({u.info.get('backend')}, site {u.info.get('site')}, "
-                               f"expected {u.info.get('expected_co2e_g', 0):.3g} gCO2e)")
-        elif u.kind == "frame":
-            self.result.energy_wh, self.result.co2e_g = u.energy_wh_total, u.co2e_g_total
+        if u.kind is EventKind.ACCEPTED and u.status is not None:
+            d = u.status.decision
+            host.log_in_unreal(f"job {u.job_id} accepted ({u.status.backend}, site {u.status.site}, "
+                               f"expected {(d.expected_co2e_g or 0.0) if d else 0.0:.3g} gCO2e)")
+        elif u.kind is EventKind.FRAME and u.frame is not None:
+            if u.totals is not None:
+                self.result.energy_wh, self.result.co2e_g = u.totals.energy_wh, u.totals.co2e_g_location
             if self._progress is not None and host.step_progress_in_unreal(
-                    self._progress, 1, f"Frame {u.index + 1}/{self.shot.frame_count}"):
+                    self._progress, 1, f"Frame {u.frame.index + 1}/{self.shot.frame_count}"):
                 self.cancel()
-        elif u.kind == "completed":
-            self.result.energy_wh, self.result.co2e_g = u.energy_wh, u.co2e_g
+        elif u.kind is EventKind.COMPLETED and u.report is not None:
+            self.result.energy_wh, self.result.co2e_g = u.report.energy.energy_wh, u.report.energy.co2e_g_location
             self._import(u)
-        elif u.kind == "cancelled":
-            self._finish("cancelled", u.message or "cancelled")
-        elif u.kind in ("failed", "error"):
-            self._finish("failed", u.message)
-        elif u.kind == "warning":
+        elif u.kind is EventKind.CANCELLED:
+            self._finish(JobState.CANCELLED, u.message or "cancelled on the bridge")
+        elif u.kind in (EventKind.FAILED, EventKind.ERROR):
+            self._finish(JobState.FAILED, u.message)
+        elif u.kind is EventKind.WARNING:
             host.log_in_unreal(f"Greenlight: {u.message}")
 
     # ------------------------------------------------------------ 6
     def _import(self, u) -> None:
         self._end_progress()
         self._stage("importing")
+        report = u.report
         meta = {
             "job_id": u.job_id, "version": str(self.result.version), "shot": self.shot.tags.shot,
-            "project": self.shot.tags.project, "frames": str(self.shot.frame_count),
-            "energy_wh": repr(float(u.energy_wh)), "co2e_g": repr(float(u.co2e_g)),
-            "energy_measured": str(u.info.get("measured", False)).lower(), "meter": u.info.get("meter", ""),
-            "site": u.info.get("site", ""), "bridge": self.settings.bridge.address,
+            "project": self.shot.tags.project, "frames": str(report.frames),
+            "energy_wh": repr(report.energy.energy_wh), "co2e_g": repr(report.energy.co2e_g_location),
+            "energy_measured": str(report.energy.measured).lower(), "meter": report.energy.meter,
+            "site": report.site, "bridge": self.settings.bridge.address,
         }
         try:
             self.result.imported = host.import_frames_in_unreal(
@@ -195,9 +201,10 @@ class PrevizRun:
                 self.sample.end_frame, self.sample.display_rate, meta, self.settings.content_path)
         except Exception as exc:   # the frames are on disk; say where
             log.exception("Greenlight import failed")
-            self._finish("failed", f"frames are in {self._frames_dir} but the import failed: {exc}")
+            self._finish(JobState.FAILED, f"frames are in {self._frames_dir} but the import failed: {exc}")
             return
-        self._finish("completed", f"{self.shot.frame_count} frames, {u.energy_wh:.3g} Wh, {u.co2e_g:.3g} gCO2e "
+        self._finish(JobState.COMPLETED, f"{report.frames} frames, {report.energy.energy_wh:.3g} Wh, "
+                                         f"{report.energy.co2e_g_location:.3g} gCO2e "
                                   f"-> {self.result.imported['asset']}")
 
     # ------------------------------------------------------------ cancel / finish
@@ -210,16 +217,16 @@ class PrevizRun:
         if self.worker is not None:
             self.worker.cancel()     # the bridge answers with a CANCELLED event
             return
-        self._finish("cancelled", "cancelled")
+        self._finish(JobState.CANCELLED, "cancelled before it reached the bridge")
 
-    def _finish(self, state: str, message: str) -> None:
+    def _finish(self, state: JobState, message: str) -> None:
         if self.done:
             return
         self._end_progress()
         self.result.message = message
-        self._stage(state, message)
+        self._stage(state.value, message)
         self.pump.stop()
-        if state == "failed" and self.interactive:
+        if state is JobState.FAILED and self.interactive:
             host.show_message_in_unreal("Greenlight", message)
         if self.on_done is not None:
             self.on_done(self)

@@ -6,23 +6,15 @@ code below never reads a global or the editor for options.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
+from bridge.client.settings import BridgeSettings  # shared with Blender and the CLI
 from bridge.shot.request import GenerationSettings, SchedulingSettings
+from bridge.shot.tags import safe_tag
 
 from .mrq_exr import DepthDecoding, MotionEncoding
 
 PASSES = ("depth", "motion", "pose")
-_TAG = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-@dataclass(frozen=True)
-class BridgeSettings:
-    address: str = "127.0.0.1:50151"
-    token: str = ""
-    tls: bool = False
-    timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +52,5 @@ class PrevizSettings:
 
 
 def tag_safe(name: str) -> str:
-    """A Level Sequence name as a shot tag (letters, digits, '.', '_', '-')."""
-    cleaned = _TAG.sub("_", name).strip("._-") or "shot"
-    return cleaned[:64]
+    """A Level Sequence name as a shot tag (letters, digits, '.', '_', '-'); "shot" when none is left."""
+    return safe_tag(name, "shot")

@@ -7,8 +7,8 @@ through ``bridge.shot.coords`` (never re-derived here).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 

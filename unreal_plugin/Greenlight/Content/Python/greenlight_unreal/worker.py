@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+from bridge.client.settings import make_client  # shared with Blender and the CLI; grpc imported on use
 
 from .settings import BridgeSettings
 
@@ -68,16 +70,10 @@ class GameThreadPump:
                 return
 
 
-def make_client(bridge: BridgeSettings):
-    from bridge.client import BridgeClient   # grpc: imported on use, so engine-free modules load without it
-
-    return BridgeClient(bridge.address, token=bridge.token or None, tls=bridge.tls, timeout_s=bridge.timeout_s)
-
-
 def new_worker(bridge: BridgeSettings, shot, folder: Path, pump: GameThreadPump, on_update: Callable,
                generation=None, scheduling=None, request_id: str | None = None):
     """The shared ``bridge.client.worker.JobWorker`` (not started): every
-    ``Update`` reaches ``on_update`` through ``pump``, on the game thread."""
+    ``JobEvent`` reaches ``on_update`` through ``pump``, on the game thread."""
     from bridge.client.worker import JobWorker
 
     return JobWorker(lambda: make_client(bridge), folder, lambda update: pump.call_soon(on_update, update),

@@ -1,0 +1,48 @@
+"""``greenlight render``: extract a .blend's shot with Blender headless,
+submit it and write frames + MP4 + report.
+
+The work is the Blender add-on's ``headless.main``, found through the
+``greenlight.commands`` entry point ``render``: the core package never
+imports the add-on.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import EXIT_BAD_INPUT
+from .common import client_opts, load_command
+
+
+def add_parsers(sub) -> None:
+    sp = sub.add_parser("render", help="extract a .blend's shot with Blender, submit, write frames + MP4 + report")
+    client_opts(sp)
+    sp.add_argument("blend")
+    sp.add_argument("--shot", help="shot tag (default: the scene name)")
+    sp.add_argument("--camera", help="camera object (default: the scene camera)")
+    sp.add_argument("--frames", help="START-END (default: the scene range)")
+    sp.add_argument("--project")
+    sp.add_argument("--backend")
+    sp.add_argument("--scale", type=float, help="pass resolution as a fraction of the render resolution")
+    sp.add_argument("--out", default="out")
+    sp.set_defaults(func=cmd_render)
+
+
+def cmd_render(args) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("bpy") is None:
+        print("greenlight render needs Blender's Python module: pip install 'greenlight[blender]' "
+              "(or run blender -b scene.blend --python-expr ... with the add-on installed)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    headless_main = load_command("render", "render")   # blender_addon.headless:main
+
+    argv = [args.blend, "--address", args.address, "--out", args.out]
+    for flag, value in (("--shot", args.shot), ("--camera", args.camera), ("--frames", args.frames),
+                        ("--project", args.project), ("--backend", args.backend), ("--token", args.token),
+                        ("--scale", args.scale)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.tls:
+        argv.append("--tls")
+    return headless_main(argv)   # 0 done, 1 failed/cancelled, 2 bad input, 3 unreachable
