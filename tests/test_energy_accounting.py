@@ -63,7 +63,8 @@ def test_report_totals_are_the_exact_sums_of_frames_and_attempts():
     for i, (wh, work) in enumerate(((2.5, 1.0), (1.0, 2.0), (2.0, 3.0))):
         run.add(wh)
         share = run.charge(work)
-        location, market, intensity, source = price(site, share)
+        location, market, used = price(site, share)
+        intensity, source = used.g_per_kwh, used.source
         frames.append(FrameRecord(index=i, attempt=1, meter="nvml:0", measured=True, energy_wh=share, work=work,
                                   site="dc", pue=site.pue, intensity_g_per_kwh=intensity, intensity_source=source,
                                   co2e_g_location=location, co2e_g_market=market))

@@ -27,7 +27,8 @@ def make_report(job_id, project, shot, version, energy_wh, *, state="completed",
     shares = attribute(energy_wh, [1.0] * frames)
     per_frame = []
     for i, wh in enumerate(shares):
-        location, market, intensity, source = price(site, wh)
+        location, market, used = price(site, wh)
+        intensity, source = used.g_per_kwh, used.source
         per_frame.append(FrameRecord(index=i, attempt=1, meter=meter, measured=measured, energy_wh=wh,
                                      site=site.name, pue=site.pue, intensity_g_per_kwh=intensity,
                                      intensity_source=source, co2e_g_location=location, co2e_g_market=market))
@@ -193,3 +194,15 @@ def test_ledger_concurrent_writers(tmp_path):
     assert not errors
     assert project_report(led, "p")["totals"]["energy_wh"] == pytest.approx(4 * 25 * 0.5)
     led.close()
+
+
+def test_project_savings_use_each_reports_counterfactual(tmp_path):
+    """The saving the report priced from the same signal wins over the plan's
+    run-now estimate; an unshifted batch job adds exactly nothing."""
+    with Ledger.for_data_dir(tmp_path) as led:
+        led.record(make_report("b1", "film", "sh1", 1, 1.0, scheduling={
+            "job_class": "batch", "shifted": True, "run_now_co2e_g": 999.0, "saved_g_vs_submit": 12.5}))
+        led.record(make_report("b2", "film", "sh1", 2, 1.0, scheduling={
+            "job_class": "batch", "shifted": False, "run_now_co2e_g": 999.0, "saved_g_vs_submit": 0.0}))
+        totals = project_report(led, "film")["totals"]
+    assert totals["saved_g_vs_submit"] == 12.5 and totals["saved_jobs_known"] == 2

@@ -6,6 +6,7 @@ real loopback HTTP server serving the responses in tests/fixtures/energy
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pytest
 
 from bridge.energy.signals import (
@@ -124,8 +126,10 @@ def test_csv_portal_v2_header_with_a_gap():
     t = CsvTrace(FIX / "electricitymaps_FR_2024_hourly_portal_v2.csv", column="lca")
     assert t.column == "Carbon intensity gCO₂eq/kWh (Life cycle)" and t.skipped == 1
     assert t.intensity("FR", datetime(2024, 6, 1, 1, 10, tzinfo=UTC)).g_per_kwh == pytest.approx(40.8)
-    # the gap hour (02:00) is covered by the previous value until the next row
-    assert t.intensity("FR", datetime(2024, 6, 1, 2, 10, tzinfo=UTC)).g_per_kwh == pytest.approx(40.8)
+    # the missing hour (02:00, one step) is covered by the previous value until the next row, and says so
+    carried = t.intensity("FR", datetime(2024, 6, 1, 2, 10, tzinfo=UTC))
+    assert carried.g_per_kwh == pytest.approx(40.8) and carried.end == datetime(2024, 6, 1, 3, tzinfo=UTC)
+    assert "carried over a 1 h gap" in carried.source
     assert t.intensity("FR", datetime(2024, 6, 1, 3, 10, tzinfo=UTC)).g_per_kwh == pytest.approx(39.5)
 
 
@@ -144,6 +148,242 @@ def test_csv_not_an_export(tmp_path):
     f.write_text("datetime,carbon_intensity_avg\n2024-01-01T00:00Z,banana\n")
     with pytest.raises(SignalError, match="not a number"):
         CsvTrace(f)
+
+
+# ------------------------------------------- CSV trace: formats, gaps, errors
+T_2020 = datetime(2020, 3, 1, tzinfo=UTC)
+HALF_HOUR = timedelta(minutes=30)
+
+
+def write_trace(path: Path, rows, header: str = "Time,Carbon Intensity") -> Path:
+    """``rows``: (datetime, value) pairs, or raw lines (str)."""
+    lines = [header]
+    for r in rows:
+        lines.append(r if isinstance(r, str) else f"{r[0]:%Y-%m-%d %H:%M:%S},{r[1]}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def half_hours(n: int, skip=(), start: datetime = T_2020):
+    """``n`` half-hourly rows of value 100 + k, leaving out the indices in ``skip``."""
+    return [(start + k * HALF_HOUR, 100 + k) for k in range(n) if k not in skip]
+
+
+def test_csv_time_carbon_intensity_format(tmp_path):
+    f = write_trace(tmp_path / "gb.csv", half_hours(6))
+    for t in (CsvTrace(f), CsvTrace(f, column="Carbon Intensity"), CsvTrace(f, column="carbon intensity")):
+        assert t.column == "Carbon Intensity"
+        p = t.intensity("GB", T_2020 + timedelta(minutes=45))
+        assert p.g_per_kwh == 101 and p.start == T_2020 + HALF_HOUR and p.end == T_2020 + 2 * HALF_HOUR
+        assert p.source == "csv:gb.csv: unnamed zone, column 'Carbon Intensity' (trace replay)"
+        assert p.provider == "csv:gb.csv" and not p.forecast and p.kind == "average" and p.fallback == ()
+        series = t.forecast("GB", T_2020 + timedelta(minutes=40), T_2020 + timedelta(minutes=100))
+        assert [s.g_per_kwh for s in series] == [101, 102, 103] and all(s.forecast for s in series)
+    st = CsvTrace(f).status()
+    assert st["rows"] == 6 and st["step_s"] == 1800 and st["gaps"] == 0 and st["first_gap_start"] is None
+    assert st["first"] == T_2020.isoformat() and st["last"] == (T_2020 + 5 * HALF_HOUR).isoformat()
+    assert st["end"] == (T_2020 + 6 * HALF_HOUR).isoformat() and st["unit"].startswith("gCO2e/kWh")
+    with pytest.raises(SignalError, match="trace covers"):
+        CsvTrace(f).intensity("GB", T_2020 + 6 * HALF_HOUR)          # the end is exclusive
+
+
+def test_csv_column_choice_by_header_name_and_its_error(tmp_path):
+    f = FIX / "electricitymaps_DE_2023_hourly_portal_v1.csv"
+    at = datetime(2023, 1, 1, 2, 30, tzinfo=UTC)
+    for name in ("Carbon Intensity gCO₂eq/kWh (LCA)", "carbon intensity gco2eq/kwh (lca)", "lca"):
+        assert CsvTrace(f, column=name).intensity("DE", at).g_per_kwh == pytest.approx(440.0)
+    assert CsvTrace(f, column="Carbon Intensity gCO₂eq/kWh (direct)").intensity("DE", at).g_per_kwh == 385.2
+    with pytest.raises(SignalError, match=r"line 1: no column 'wind'; the file has columns 'Datetime \(UTC\)'.*"
+                                          r"'Carbon Intensity gCO₂eq/kWh \(LCA\)'"):
+        CsvTrace(f, column="wind")
+    plain = write_trace(tmp_path / "plain.csv", half_hours(3))
+    with pytest.raises(SignalError, match=r"line 1: .*no direct intensity column .*"
+                                          r"the file has columns 'Time', 'Carbon Intensity'"):
+        CsvTrace(plain, column="direct")                 # a plain trace has no direct column: say so, never guess
+
+
+def test_csv_accepts_the_g_per_kwh_spellings(tmp_path):
+    for unit in ("g/kWh", "gCO2/kWh", "gCO2e/kWh", "gCO₂eq/kWh", "gCO2eq/kWh"):
+        f = write_trace(tmp_path / "u.csv", half_hours(2), header=f"Time,Carbon Intensity ({unit})")
+        t = CsvTrace(f)
+        assert t.intensity("X", T_2020).g_per_kwh == 100 and t.column == f"Carbon Intensity ({unit})"
+
+
+def test_csv_gap_is_flagged_refused_inside_and_left_out_of_forecasts(tmp_path):
+    f = write_trace(tmp_path / "gap.csv", half_hours(12, skip={4, 5, 6}))   # 02:00-03:30 missing
+    t = CsvTrace(f)
+    st = t.status()
+    assert st["rows"] == 9 and st["gaps"] == 1 and st["carried"] == 0 and st["gap_s"] == 5400
+    # row 3 (01:30) holds for one step, to 02:00 ... then nothing until row 7 at 03:30
+    assert st["first_gap_start"] == (T_2020 + 4 * HALF_HOUR).isoformat()
+    assert st["first_gap_end"] == (T_2020 + 7 * HALF_HOUR).isoformat()
+    before = t.intensity("GB", T_2020 + timedelta(minutes=119))
+    assert before.g_per_kwh == 103 and before.end == T_2020 + 4 * HALF_HOUR and "carried" not in before.source
+    for minutes in (120, 150, 209):
+        with pytest.raises(SignalError, match=r"gap from 2020-03-01T02:00:00\+00:00 to 2020-03-01T03:30:00\+00:00 "
+                                              r"\(1 h 30 min with no rows\)"):
+            t.intensity("GB", T_2020 + timedelta(minutes=minutes))
+    assert t.intensity("GB", T_2020 + timedelta(minutes=210)).g_per_kwh == 107
+    series = t.forecast("GB", T_2020 + timedelta(hours=1), T_2020 + timedelta(hours=5))
+    assert [s.g_per_kwh for s in series] == [102, 103, 107, 108, 109]      # no invented points in the gap
+    assert series[1].end == T_2020 + 4 * HALF_HOUR and series[2].start == T_2020 + 7 * HALF_HOUR
+    with pytest.raises(SignalError, match=r"no values between .* \(inside a gap from 2020-03-01T02:00"):
+        t.forecast("GB", T_2020 + timedelta(minutes=130), T_2020 + timedelta(minutes=200))
+
+    # the scheduler's grid prices the gap at its fallback and counts it as filled
+    from bridge.scheduling.forecast import build_step_forecast
+
+    grid = build_step_forecast(series, T_2020 + timedelta(hours=1), T_2020 + timedelta(hours=5),
+                               fallback_g_per_kwh=500.0)
+    assert grid.filled_share == pytest.approx(1.5 / 4)
+    assert grid.at(T_2020 + timedelta(minutes=150)) == 500.0 and grid.at(T_2020 + timedelta(minutes=90)) == 103
+
+    # through a fallback chain the static table answers inside the gap, and says why
+    p = FallbackChain([t, StaticTable()]).intensity("GB", T_2020 + timedelta(minutes=150))
+    assert p.provider == "static" and "gap from 2020-03-01T02:00:00+00:00" in describe(p)
+
+
+def test_csv_one_step_hole_is_carried_and_named_in_the_source(tmp_path):
+    f = write_trace(tmp_path / "hole.csv", half_hours(6, skip={2}))          # 01:00 missing
+    t = CsvTrace(f)
+    p = t.intensity("GB", T_2020 + timedelta(minutes=70))
+    assert p.g_per_kwh == 101 and p.start == T_2020 + HALF_HOUR and p.end == T_2020 + 3 * HALF_HOUR
+    assert p.source == "csv:hole.csv: unnamed zone, column 'Carbon Intensity' (trace replay; carried over a 30 min gap)"
+    assert t.status()["carried"] == 1 and t.status()["gaps"] == 0
+    assert "carried" not in t.intensity("GB", T_2020).source
+    # a blank value is a missing row too: the portal v2 fixture's 02:00 hour is carried and said so
+    v2 = CsvTrace(FIX / "electricitymaps_FR_2024_hourly_portal_v2.csv", column="lca")
+    assert "carried over a 1 h gap" in v2.intensity("FR", datetime(2024, 6, 1, 2, 10, tzinfo=UTC)).source
+    assert v2.status()["skipped"] == 1 and v2.status()["carried"] == 1
+
+
+def test_csv_is_parsed_once(tmp_path):
+    f = write_trace(tmp_path / "once.csv", half_hours(48))
+    t = CsvTrace(f)
+    f.unlink()                                          # nothing reads the file after construction
+    assert len(t.forecast("GB", T_2020, T_2020 + timedelta(hours=24))) == 48
+    assert t.intensity("GB", T_2020 + timedelta(hours=3)).g_per_kwh == 106
+
+
+def test_csv_several_zones_status(tmp_path):
+    header = "Datetime (UTC),Zone Id,Carbon Intensity gCO₂eq/kWh (direct)"
+    rows = []
+    for k in range(6):
+        t = T_2020 + timedelta(hours=k)
+        rows.append(f"{t:%Y-%m-%d %H:%M:%S},GB,{200 + k}")
+        if k not in (2, 3, 4):
+            rows.append(f"{t:%Y-%m-%d %H:%M:%S},FR,{50 + k}")
+    tr = CsvTrace(write_trace(tmp_path / "zones.csv", rows, header))
+    assert tr.zones == ["FR", "GB"]
+    assert tr.status("GB")["gaps"] == 0 and tr.status("FR")["gaps"] == 1 and tr.status("FR")["rows"] == 3
+    both = tr.status()
+    assert both["rows"] == 9 and both["gaps"] == 1 and both["step_s"] == 3600 and set(both["zones"]) == {"FR", "GB"}
+    assert both["first_gap_start"] == (T_2020 + timedelta(hours=2)).isoformat()
+    assert tr.intensity("GB", T_2020 + timedelta(hours=3)).g_per_kwh == 203
+    with pytest.raises(SignalError, match="gap from .* for zone FR"):
+        tr.intensity("FR", T_2020 + timedelta(hours=3))
+
+
+BAD_CSV = [
+    ("duplicate", "Time,Carbon Intensity\n2020-03-01 00:00:00,1\n2020-03-01 00:00:00,2\n", 3,
+     r"duplicate timestamp 2020-03-01T00:00:00\+00:00 \(also on line 2\)"),
+    ("backwards", "Time,Carbon Intensity\n2020-03-01 00:00:00,1\n2020-03-01 01:00:00,2\n2020-03-01 00:30:00,3\n", 4,
+     "time goes backwards: 2020-03-01T00:30:00.* on line 3"),
+    ("negative", "Time,Carbon Intensity\n2020-03-01 00:00:00,1\n2020-03-01 00:30:00,-4\n", 3, "'-4' .* is negative"),
+    ("text", "Time,Carbon Intensity\n2020-03-01 00:00:00,1\n\n2020-03-01 00:30:00,n/a\n", 4, "'n/a' .*not a number"),
+    ("nan", "Time,Carbon Intensity\n2020-03-01 00:00:00,nan\n", 2, "not a finite number"),
+    ("lb_mwh", "Time,Carbon Intensity lb/MWh\n2020-03-01 00:00:00,900\n", 1, "in 'lb/mwh'.*nothing is converted"),
+    ("kg_kwh", "Time,Carbon Intensity (kg/kWh)\n2020-03-01 00:00:00,0.2\n", 1, "in 'kg/kwh'"),
+    ("empty", "", 1, "the file is empty"),
+    ("no_time", "When,Carbon Intensity\n2020-03-01 00:00:00,1\n", 1,
+     "no time column .*the file has columns 'When', 'Carbon Intensity'"),
+    ("bad_time", "Time,Carbon Intensity\n2020-03-01 00:00:00,1\nyesterday,2\n", 3, "bad timestamp 'yesterday'"),
+    ("cut_off", "Time,Carbon Intensity\n2020-03-01 00:00:00,1\n2020-03-01 00:30\n", 3, "1 fields.*cut-off"),
+]
+
+
+@pytest.mark.parametrize("name, text, line, message", BAD_CSV, ids=[b[0] for b in BAD_CSV])
+def test_csv_bad_input_names_the_file_and_line(tmp_path, name, text, line, message):
+    f = tmp_path / f"{name}.csv"
+    f.write_text(text, encoding="utf-8")
+    with pytest.raises(SignalError, match=rf"{re.escape(str(f))}: line {line}: .*{message}"):
+        CsvTrace(f)
+
+
+def test_csv_header_only_has_no_values(tmp_path):
+    f = write_trace(tmp_path / "h.csv", [])
+    with pytest.raises(SignalError, match="no intensity values"):
+        CsvTrace(f)
+
+
+def _brute_force(rows: list[tuple[datetime, float]], step: timedelta) -> list[tuple[datetime, datetime, float, bool]]:
+    """The rule written plainly: a row holds until the next one if at most one
+    step is missing in between (then it is carried), else for one step."""
+    out = []
+    for k, (s, v) in enumerate(rows):
+        nxt = rows[k + 1][0] if k + 1 < len(rows) else None
+        if nxt is not None and nxt - s <= 2 * step:
+            out.append((s, nxt, v, nxt - s > step))
+        else:
+            out.append((s, s + step, v, False))
+    return out
+
+
+def test_csv_lookup_equals_a_brute_force_scan_on_random_traces(tmp_path):
+    rng = np.random.default_rng(20200301)
+    for trial in range(6):
+        step = timedelta(minutes=int(rng.choice([5, 15, 30, 60])))
+        rows, t = [], T_2020 + timedelta(seconds=int(rng.integers(0, 3600)))
+        while len(rows) < 400:
+            if rng.random() > 0.12:
+                rows.append((t, round(float(rng.uniform(0, 900)), 3)))
+            t += step * (1 if rng.random() > 0.03 else int(rng.integers(2, 8)))   # holes of several steps
+        f = write_trace(tmp_path / f"r{trial}.csv", rows)
+        trace = CsvTrace(f)
+        truth = _brute_force(rows, step)
+        assert trace.status()["step_s"] == step.total_seconds()
+        assert trace.status()["gaps"] == sum(1 for k, (s, e, _, _) in enumerate(truth[:-1]) if e < truth[k + 1][0])
+        lo, hi = truth[0][0] - 2 * step, truth[-1][1] + 2 * step
+        span = (hi - lo).total_seconds()
+        edges = [p[0] for p in truth] + [p[1] for p in truth]
+        times = [lo + timedelta(seconds=float(x)) for x in rng.uniform(0, span, 1500)] + edges
+        for at in times:
+            hit = [p for p in truth if p[0] <= at < p[1]]
+            if not hit:
+                with pytest.raises(SignalError, match="trace covers|gap from"):
+                    trace.intensity("X", at)
+                continue
+            s, e, v, carried = hit[0]
+            p = trace.intensity("X", at)
+            assert (p.start, p.end, p.g_per_kwh, "carried over" in p.source) == (s, e, v, carried)
+        for _ in range(300):
+            a = lo + timedelta(seconds=float(rng.uniform(0, span)))
+            b = a + timedelta(seconds=float(rng.uniform(1, 40 * step.total_seconds())))
+            want = [(s, e, v) for s, e, v, _ in truth if e > a and s < b]
+            if not want:
+                with pytest.raises(SignalError, match="no values between"):
+                    trace.forecast("X", a, b)
+                continue
+            got = trace.forecast("X", a, b)
+            assert [(p.start, p.end, p.g_per_kwh) for p in got] == want and all(p.forecast for p in got)
+
+
+def test_csv_day_forecast_on_a_year_long_trace_comes_from_the_parsed_index(tmp_path):
+    """37k rows (a year and more at 15 min): a day's forecast is a slice of
+    what was parsed once (the file is gone before the calls). How fast is
+    benchmarks/csv_signal.py's job, not a test's."""
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    step = timedelta(minutes=15)
+    f = tmp_path / "year.csv"
+    f.write_text("Time,Carbon Intensity\n" + "".join(f"{start + k * step:%Y-%m-%d %H:%M:%S},{100 + k % 97}\n"
+                                                     for k in range(37_000)))
+    t = CsvTrace(f)
+    f.unlink()
+    assert t.status()["rows"] == 37_000
+    for k in range(50):
+        a = start + timedelta(hours=7 * k + 0.3)
+        pts = t.forecast("GB", a, a + timedelta(hours=24))
+        assert len(pts) == 97 and pts[0].start <= a < pts[0].end
 
 
 # ---------------------------------------------------------- HTTP clients

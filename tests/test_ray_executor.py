@@ -76,7 +76,10 @@ def executor(ray_site_a, tmp_path):
     channels = ChannelRegistry()
     backends = {"paced": PacedBackend(frame_s=0.15), "failing": PacedBackend(frame_s=0.05, fail_at=2)}
     backends["failing"].id = "failing"
-    ex = RayExecutor(store, channels, backends, CpuTimeEstimateMeter(), Site(name="a", grid_region="FR"),
+    # the bridge's home site is elsewhere: a job that runs at site "a" is priced with a's grid, PUE and WUE
+    home = Site(name="home", grid_region="DE", pue=1.1)
+    remote = Site(name="a", grid_region="FR", pue=1.4, wue_l_per_kwh=1.8, wue_source="test: remote site's WUE")
+    ex = RayExecutor(store, channels, backends, CpuTimeEstimateMeter(), home, sites={"home": home, "a": remote},
                      slots=2, num_gpus=0, num_cpus=0.5, site_resource_amount=1.0,
                      meter_factory=CpuTimeEstimateMeter, cancel_grace_s=3.0)
     ex.start()
@@ -110,8 +113,13 @@ def test_job_runs_end_to_end_with_frames_streamed_in_order(executor):
         assert float(text["greenlight:co2e_g_location"]) == pytest.approx(f.co2e_g_location, rel=1e-8)
         assert text["greenlight:site"] == "a" and text["greenlight:frame"] == str(f.index)
         assert f.site == "a" and f.attempt == 1 and f.energy_wh > 0
+        remote = executor.sites["a"]
+        assert f.pue == 1.4 and f.intensity_g_per_kwh == remote.intensity_g_per_kwh != executor.site.intensity_g_per_kwh
+        assert f.co2e_g_location == f.energy_wh * 1.4 / 1000.0 * remote.intensity_g_per_kwh
     report = store.report(job.job_id)
     assert report.state is JobState.COMPLETED and report.frames == 8 and report.site == "a"
+    assert (report.pue, report.grid_region, report.wue_l_per_kwh) == (1.4, "FR", 1.8)
+    assert report.water_l == report.energy.energy_wh / 1000.0 * 1.8
     assert report.energy.meter.startswith("cpu-time-model") and report.energy.measured is False
     # each frame keeps the energy it was charged when it arrived, never re-attributed at the end
     assert list(report.per_frame) == stored

@@ -121,6 +121,11 @@ def test_sigkill_mid_queue_loses_no_job(tmp_path):
             assert made_in_first >= done_before_kill
             assert {f.attempt for f in report.per_frame} == {1, 2}
             assert [a.frames for a in report.attempts] == [made_in_first, 10 - made_in_first]
+            # the killed attempt's energy and device time count: the carbon was emitted
+            killed = report.attempts[0]
+            assert killed.energy_wh > 0 and killed.wall_s > 0 and killed.embodied_co2e_g > 0
+            assert report.embodied_co2e_g == math.fsum(a.embodied_co2e_g for a in report.attempts)
+            assert report.wall_s == math.fsum(a.wall_s for a in report.attempts)
             # the total is the exact sum of the frames and what the attempts used outside them
             assert report.energy.energy_wh == math.fsum(
                 [*(f.energy_wh for f in report.per_frame), *(a.unattributed_wh for a in report.attempts)])

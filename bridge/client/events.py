@@ -53,6 +53,7 @@ def frame_from_pb(msg: bridge_pb2.FrameResult) -> FrameRecord:
     return FrameRecord(index=msg.index, attempt=e.attempt, meter=e.meter, measured=e.measured,
                        energy_wh=e.energy_wh, work=e.work, site=e.site, pue=e.pue or 1.0,
                        intensity_g_per_kwh=e.intensity_g_per_kwh, intensity_source=e.intensity_source,
+                       intensity_kind=e.intensity_kind or "static",
                        co2e_g_location=e.co2e_g_location,
                        co2e_g_market=e.co2e_g_market if e.HasField("co2e_g_market") else None)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from ..jobs.model import Attempt, EnergyTotal, FrameRecord, JobReport, JobState, SchedulingFacts, SciFigure, Tags
 from .accounting import Site, embodied_g, functional_unit, site_intensity
@@ -20,18 +20,27 @@ from .attribution import RULE
 SCI_FORMULA = "(E x I_location + M) / R; E = IT energy x PUE; market-based factors excluded"
 
 
-def price(site: Site, energy_wh: float, intensity_g_per_kwh: float | None = None,
-          intensity_source: str | None = None) -> tuple[float, float | None, float, str]:
-    """(gCO2e location-based, market-based or None, intensity, its source)
-    of ``energy_wh`` of IT energy at ``site``, on facility energy (x PUE).
+@dataclass(frozen=True)
+class Intensity:
+    """A grid intensity at one moment and where it came from."""
+
+    g_per_kwh: float
+    source: str
+    kind: str = "static"        # "realised", "forecast" or "static" (the site's annual figure)
+
+
+def static_intensity(site: Site, note: str = "") -> Intensity:
+    return Intensity(site_intensity(site), site.intensity_source + (f" ({note})" if note else ""), "static")
+
+
+def price(site: Site, energy_wh: float, intensity: Intensity | None = None) -> tuple[float, float | None, Intensity]:
+    """(gCO2e location-based, market-based or None, the intensity used) of
+    ``energy_wh`` of IT energy at ``site``, on facility energy (x PUE).
     Without an intensity the site's static figure is used and named."""
-    if intensity_g_per_kwh is None:
-        intensity, source = site_intensity(site), site.intensity_source
-    else:
-        intensity, source = float(intensity_g_per_kwh), intensity_source or "unnamed signal"
+    intensity = intensity or static_intensity(site)
     facility_kwh = energy_wh * site.pue / 1000.0
     market = None if site.market_g_per_kwh is None else facility_kwh * site.market_g_per_kwh
-    return facility_kwh * intensity, market, intensity, source
+    return facility_kwh * intensity.g_per_kwh, market, intensity
 
 
 def _names(values: Sequence[str]) -> str:
@@ -62,7 +71,11 @@ def build_report(*, job_id: str, tags: Tags, backend: str, generation: dict, sta
                       *(a.intensity_source for a in attempts if a.unattributed_wh > 0)])
     intensity = location / (facility_wh / 1000.0) if facility_wh > 0 else site_intensity(site)
     reserved_s = math.fsum(a.wall_s for a in attempts)
-    embodied = embodied_g(site, reserved_s)
+    embodied = math.fsum(a.embodied_co2e_g for a in attempts)
+    priced_from: dict[str, float] = {}
+    for kind, wh in [*((f.intensity_kind, f.energy_wh) for f in frames),
+                     *((a.intensity_kind, a.unattributed_wh) for a in attempts if a.unattributed_wh > 0)]:
+        priced_from[kind] = priced_from.get(kind, 0.0) + wh
     n = len(frames)
 
     def sci_for(kind: str) -> SciFigure:
@@ -83,7 +96,7 @@ def build_report(*, job_id: str, tags: Tags, backend: str, generation: dict, sta
         site=site.name, grid_region=site.grid_region, pue=site.pue, pue_source=site.pue_source,
         facility_energy_wh=facility_wh, wue_l_per_kwh=site.wue_l_per_kwh, wue_source=site.wue_source,
         water_l=energy_wh / 1000.0 * site.wue_l_per_kwh,     # IT energy x WUE, not PUE-scaled
-        intensity_g_per_kwh=intensity, intensity_source=sources or site.intensity_source,
+        intensity_g_per_kwh=intensity, intensity_source=sources or site.intensity_source, priced_from=priced_from,
         market_g_per_kwh=site.market_g_per_kwh,
         market_source=site.market_source or "no market-based factor configured for this site",
         embodied_co2e_g=embodied, embodied_source=site.embodied_source, reserved_s=reserved_s,
@@ -94,12 +107,35 @@ def build_report(*, job_id: str, tags: Tags, backend: str, generation: dict, sta
         finished=time.time() if finished is None else finished)
 
 
-def close_attempt(attempt: Attempt, site: Site, *, pending_wh: float, outcome, reason: str = "",
-                  intensity: tuple[float | None, str | None] = (None, None), ended: float | None = None) -> Attempt:
-    """The attempt with its unattributed energy priced (at its end, or at a
+def close_attempt(attempt: Attempt, site: Site, *, pending_wh: float, outcome, ended: float, reason: str = "",
+                  intensity: Intensity | None = None) -> Attempt:
+    """The attempt with its unattributed energy priced and its embodied
+    share for the time it reserved the device (at its end, or at a
     checkpoint when ``outcome`` is still RUNNING)."""
-    location, market, g_per_kwh, source = price(site, pending_wh, *intensity)
-    return replace(attempt, outcome=outcome, reason=reason or attempt.reason,
-                   ended=time.time() if ended is None else ended, unattributed_wh=pending_wh, pue=site.pue,
-                   intensity_g_per_kwh=g_per_kwh, intensity_source=source,
+    location, market, used = price(site, pending_wh, intensity)
+    return replace(attempt, outcome=outcome, reason=reason or attempt.reason, ended=ended,
+                   unattributed_wh=pending_wh, pue=site.pue, intensity_g_per_kwh=used.g_per_kwh,
+                   intensity_source=used.source, intensity_kind=used.kind,
+                   embodied_co2e_g=embodied_g(site, max(0.0, ended - attempt.started)),
                    unattributed_co2e_g_location=location, unattributed_co2e_g_market=market)
+
+
+def saved_vs_submit(frames: Sequence[FrameRecord], attempts: Sequence[Attempt], delay_s: float, moved: bool,
+                    price_at: Callable[[float], Intensity]) -> tuple[float, str]:
+    """gCO2e saved against running at submit: every frame's and attempt's
+    energy priced again at ``price_at(t - delay_s)`` (the same signal, at the
+    moment it would have been used had the job not waited and not moved),
+    minus what it was priced at. A job that did neither saved exactly 0.
+    Returns (grams, basis: which kinds of figure the counterfactual used)."""
+    if delay_s <= 0 and not moved:
+        return 0.0, "ran when and where it was submitted"
+    actual, counter, kinds = [], [], set()
+    items = [*((f.created, f.energy_wh, f.pue, f.co2e_g_location) for f in frames),
+             *(((a.ended or a.started), a.unattributed_wh, a.pue, a.unattributed_co2e_g_location)
+               for a in attempts if a.unattributed_wh > 0)]
+    for t, wh, pue, priced in items:
+        cf = price_at(t - delay_s)
+        kinds.add(cf.kind)
+        counter.append(wh * pue / 1000.0 * cf.g_per_kwh)
+        actual.append(priced)
+    return math.fsum(counter) - math.fsum(actual), "counterfactual priced from " + ", ".join(sorted(kinds))

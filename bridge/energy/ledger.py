@@ -67,7 +67,7 @@ def _migrate_v2(db: sqlite3.Connection) -> None:
     # attempts, and the energy no frame carried (a failed or killed run's), per job
     have = {r[1] for r in db.execute("PRAGMA table_info(ledger_jobs)")}
     for name, ddl in (("attempts", "INTEGER NOT NULL DEFAULT 1"), ("unattributed_wh", "REAL NOT NULL DEFAULT 0"),
-                      ("report_schema", "INTEGER NOT NULL DEFAULT 1")):
+                      ("report_schema", "INTEGER NOT NULL DEFAULT 1"), ("saved_g_vs_submit", "REAL")):
         if name not in have:
             db.execute(f"ALTER TABLE ledger_jobs ADD COLUMN {name} {ddl}")
 
@@ -77,7 +77,8 @@ MIGRATIONS = [(1, _migrate_v1), (2, _migrate_v2)]
 COLUMNS = ("job_id", "project", "shot", "version", "state", "backend", "finished", "site", "grid_region",
            "frames", "animatic_s", "wall_s", "energy_wh", "measured", "meter", "facility_energy_wh", "water_l",
            "co2e_g_location", "co2e_g_market", "embodied_co2e_g", "intensity_g_per_kwh", "intensity_source",
-           "job_class", "shifted", "run_now_co2e_g", "attempts", "unattributed_wh", "report_schema", "report")
+           "job_class", "shifted", "run_now_co2e_g", "attempts", "unattributed_wh", "report_schema",
+           "saved_g_vs_submit", "report")
 
 
 class Ledger:
@@ -124,7 +125,8 @@ class Ledger:
             "intensity_source": report.intensity_source, "job_class": sched.job_class,
             "shifted": 1 if sched.shifted else 0, "run_now_co2e_g": sched.run_now_co2e_g,
             "attempts": len(report.attempts), "unattributed_wh": report.unattributed_wh,
-            "report_schema": report.schema_version, "report": json.dumps(report.to_dict(), allow_nan=False),
+            "report_schema": report.schema_version, "saved_g_vs_submit": sched.saved_g_vs_submit,
+            "report": json.dumps(report.to_dict(), allow_nan=False),
         }
         with self._lock, self._db:
             self._db.execute("BEGIN")

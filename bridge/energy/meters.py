@@ -22,8 +22,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # Reading, MeterError and Meter live in .reading, which nvml and rapl import
@@ -259,6 +259,7 @@ class CompositeMeter:
             raise ValueError("CompositeMeter needs at least one meter")
         self.meters = list(meters)
         self.min_window_s = max(float(getattr(m, "min_window_s", 0.0)) for m in self.meters)
+        self.name = " + ".join(str(getattr(m, "name", type(m).__name__)) for m in self.meters)
 
     def read(self) -> Reading:
         readings = [m.read() for m in self.meters]
@@ -283,14 +284,71 @@ class MeterChoice:
     tried: tuple[tuple[str, str], ...] = field(default=())   # (candidate, outcome)
 
 
+def job_gpu_indices(environ: Mapping[str, str] | None = None) -> tuple[list[int] | None, str]:
+    """The NVML indices of the GPUs this bridge's jobs run on, and how that
+    was decided. The backends run on ``$GREENLIGHT_DEVICE`` (default
+    ``cuda:0``); CUDA numbers the devices listed in ``$CUDA_VISIBLE_DEVICES``
+    from 0, NVML numbers all of them, so ``cuda:N`` is the N-th listed one.
+    None means every GPU (only when the mapping cannot be known: UUIDs in
+    CUDA_VISIBLE_DEVICES)."""
+    env = os.environ if environ is None else environ
+    device = env.get("GREENLIGHT_DEVICE", "") or "cuda:0"
+    if not device.startswith("cuda"):
+        return [], f"jobs run on {device!r}: no GPU of theirs to meter"
+    _, _, n = device.partition(":")
+    cuda_index = int(n) if n.isdigit() else 0
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is None or visible.strip() == "":
+        return [cuda_index], f"jobs run on cuda:{cuda_index} (GPU {cuda_index})"
+    listed = [v.strip() for v in visible.split(",") if v.strip()]
+    if cuda_index >= len(listed):
+        return [], f"cuda:{cuda_index} is not among CUDA_VISIBLE_DEVICES={visible!r}"
+    if not listed[cuda_index].isdigit():
+        return None, f"CUDA_VISIBLE_DEVICES={visible!r} names GPUs by UUID: metering every GPU"
+    physical = int(listed[cuda_index])
+    return [physical], f"jobs run on cuda:{cuda_index} = GPU {physical} (CUDA_VISIBLE_DEVICES={visible!r})"
+
+
+def meter_for(kind: str = "auto", *, gpu_indices: Sequence[int] | None = (), nvml=None,
+              powercap_root: str | Path = "/sys/class/powercap",
+              watts_per_busy_cpu: float | None = None) -> MeterChoice:
+    """The bridge's meter for the ``meter`` setting: "auto" (``best_meter``),
+    or "nvml", "rapl", "estimate" (that one, or a clear error). An empty
+    ``gpu_indices`` means the job's own GPUs (``job_gpu_indices``)."""
+    from .nvml import NvmlMeter
+    from .rapl import RaplMeter
+
+    note = ""
+    if gpu_indices is not None and not list(gpu_indices):
+        gpu_indices, note = job_gpu_indices()
+    indices = None if gpu_indices is None else list(gpu_indices)
+    if kind == "auto":
+        choice = best_meter(powercap_root=powercap_root, nvml=nvml, gpu_indices=indices,
+                            use_nvml=indices != [], watts_per_busy_cpu=watts_per_busy_cpu)
+        return replace(choice, reason=f"{choice.reason}; {note}" if note else choice.reason)
+    if kind == "estimate":
+        meter = CpuTimeEstimateMeter(watts_per_busy_cpu) if watts_per_busy_cpu else CpuTimeEstimateMeter()
+        return MeterChoice(meter, f"estimated: {meter.name} (meter = \"estimate\" in the configuration)")
+    if kind == "nvml":
+        if indices == []:
+            raise MeterError(f"meter = \"nvml\": {note}")
+        gpu = NvmlMeter(nvml=nvml, indices=indices)
+        return MeterChoice(gpu, f"measured: NVML energy counters ({gpu.describe()}); {note}".rstrip("; "))
+    if kind == "rapl":
+        cpu = RaplMeter(powercap_root)
+        return MeterChoice(cpu, f"measured: RAPL ({cpu.describe()})")
+    raise MeterError(f"meter must be auto, nvml, rapl or estimate, got {kind!r}")
+
+
 def best_meter(*, powercap_root: str | Path = "/sys/class/powercap", nvml=None,
-               use_nvml: bool = True, use_rapl: bool = True,
+               use_nvml: bool = True, use_rapl: bool = True, gpu_indices: list[int] | None = None,
                watts_per_busy_cpu: float | None = None) -> MeterChoice:
     """NVML (+ RAPL for the CPU when readable) > RAPL > CPU estimate.
 
     ``nvml`` is an NVML function table (the ``pynvml`` module by default,
-    imported lazily); tests pass a fake. The reason says what was picked,
-    what it covers, and why each better candidate was not used.
+    imported lazily); tests pass a fake. ``gpu_indices``: the NVML devices
+    to meter (None: all). The reason says what was picked, what it covers,
+    and why each better candidate was not used.
     """
     from .nvml import NvmlMeter
     from .rapl import RaplMeter
@@ -299,7 +357,7 @@ def best_meter(*, powercap_root: str | Path = "/sys/class/powercap", nvml=None,
     gpu = cpu = None
     if use_nvml:
         try:
-            gpu = NvmlMeter(nvml=nvml)
+            gpu = NvmlMeter(nvml=nvml, indices=gpu_indices)
             tried.append(("nvml", f"ok: {gpu.describe()}"))
         except MeterError as exc:
             tried.append(("nvml", f"unavailable: {exc}"))

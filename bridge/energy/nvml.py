@@ -70,6 +70,9 @@ class NvmlMeter:
             raise MeterError(f"NVML did not start: {exc}") from exc
         if count == 0:
             raise MeterError("NVML sees no GPU")
+        missing = [i for i in (indices or ()) if not 0 <= i < count]
+        if missing:
+            raise MeterError(f"GPU {missing[0]} is not there: NVML sees {count} GPU(s), indices 0..{count - 1}")
         self.gpus: list[_Gpu] = []
         self.notes: list[str] = []
         now = clock()

@@ -60,7 +60,11 @@ def project_report(ledger: Ledger, project: str, since: float | datetime | None 
     market_known = [j["co2e_g_market"] for j in jobs if j["co2e_g_market"] is not None]
     batch = [j for j in jobs if j["job_class"] == "batch"]
     shifted = [j for j in batch if j["shifted"]]
-    savings = [j["run_now_co2e_g"] - j["co2e_g_location"] for j in batch if j["run_now_co2e_g"] is not None]
+    # the report's own counterfactual: the same signal over the window it would have had at submit
+    # (older ledger rows without it fall back to the plan's run-now estimate)
+    savings = [j["saved_g_vs_submit"] if j.get("saved_g_vs_submit") is not None
+               else j["run_now_co2e_g"] - j["co2e_g_location"]
+               for j in batch if j.get("saved_g_vs_submit") is not None or j["run_now_co2e_g"] is not None]
     n_versions = len(versions)
     totals = {
         "jobs": len(jobs),

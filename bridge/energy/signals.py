@@ -9,7 +9,8 @@ naive datetime is taken as UTC):
   covering ``[start, end)``, ordered by time (the scheduler's input).
 
 Providers: :class:`StaticTable` (shipped annual table), :class:`CsvTrace`
-(Electricity Maps CSV export, both header generations), and HTTP clients
+(Electricity Maps CSV exports, both header generations, and plain
+``Time,Carbon Intensity`` traces; parsed once, gaps reported), and HTTP clients
 (stdlib ``urllib``, a timeout on every call) for Electricity Maps v3,
 WattTime v3, the UK carbon-intensity API and the Carbon Aware SDK Web API.
 :class:`FallbackChain` tries providers in order and records in the answer
@@ -23,11 +24,11 @@ provider and what went wrong (HTTP status, timeout, garbage in the body).
 from __future__ import annotations
 
 import base64
-import bisect
 import csv
 import json
 import logging
 import math
+import re
 import socket
 import statistics
 import time
@@ -40,6 +41,8 @@ from typing import Any, Protocol
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -185,72 +188,251 @@ class StaticTable:
 
 
 # --------------------------------------------------------------- CSV trace
-_TIME_COLUMNS = ("datetime (utc)", "datetime", "zone_datetime", "timestamp")
+_TIME_COLUMNS = ("datetime (utc)", "datetime", "zone_datetime", "time (utc)", "time", "timestamp")
 _VALUE_COLUMNS = {
     "direct": ("carbon intensity gco2eq/kwh (direct)", "carbon_intensity_avg", "carbon_intensity_direct"),
     "lca": ("carbon intensity gco2eq/kwh (lca)", "carbon intensity gco2eq/kwh (life cycle)",
             "carbon_intensity_avg", "carbon_intensity_lca"),
 }
+# a lone intensity column (``Time,Carbon Intensity``), its unit stripped: the default when there is no direct one
+_PLAIN_VALUE_COLUMNS = ("carbon intensity", "carbon_intensity", "intensity")
 _ZONE_COLUMNS = ("zone id", "zone_id", "zone_name", "zone name")
+_G_PER_KWH_UNITS = {"g/kwh", "gco2/kwh", "gco2e/kwh", "gco2eq/kwh"}       # as _norm spells them
+_UNIT_RE = re.compile(r"([a-z0-9_]*)\s*/\s*([a-z0-9]+)")
+_DEFAULT_STEP_S = 3600.0        # a one-row trace: an hour, as Electricity Maps exports are hourly
+_EPS_S = 1e-6                   # timestamps come from text: compare seconds with this slack
 
 
 def _norm(header: str) -> str:
     return " ".join(header.replace("\ufeff", "").replace("₂", "2").strip().lower().split())
 
 
-class CsvTrace:
-    """Replay an Electricity Maps CSV export as a signal.
+def _unit_of(header: str) -> str | None:
+    """The unit a header names (``gco2eq/kwh``, ``lb/mwh``) or None."""
+    m = _UNIT_RE.search(_norm(header))
+    return f"{m.group(1).strip('_')}/{m.group(2)}" if m else None
 
-    Accepts the data-portal exports (``Datetime (UTC),Country,Zone Name,Zone
-    Id,Carbon Intensity gCO₂eq/kWh (direct),Carbon Intensity gCO₂eq/kWh
-    (LCA),...`` and the newer ``Zone id``/``(Life cycle)`` spelling) and the
-    older ``datetime,timestamp,zone_name,carbon_intensity_avg,...`` files.
-    ``column`` picks direct or life-cycle (``"lca"``) intensity where the
-    file has both. The trace answers as its own forecast (perfect foresight:
-    say so when comparing schedulers).
+
+def _bare(header: str) -> str:
+    """A header without its unit and brackets: ``Carbon Intensity (gCO2e/kWh)`` -> ``carbon intensity``."""
+    text = _UNIT_RE.sub(" ", _norm(header))
+    return " ".join(text.replace("(", " ").replace(")", " ").replace("[", " ").replace("]", " ").split())
+
+
+def _span(seconds: float) -> str:
+    """``1800`` -> ``30 min``, ``5400`` -> ``1 h 30 min``."""
+    s = int(round(seconds))
+    d, r = divmod(s, 86400)
+    h, r = divmod(r, 3600)
+    m, sec = divmod(r, 60)
+    return " ".join(f"{v} {u}" for v, u in ((d, "d"), (h, "h"), (m, "min"), (sec, "s")) if v) or f"{seconds:g} s"
+
+
+def _step_of(times: list[float]) -> float:
+    """A trace's step: its most common row spacing (the smaller on a tie), so
+    holes, however many, do not stretch it; an hour for a single row."""
+    if len(times) < 2:
+        return _DEFAULT_STEP_S
+    spacings, counts = np.unique(np.round(np.diff(np.asarray(times)), 3), return_counts=True)
+    return float(spacings[int(np.argmax(counts))])
+
+
+def _iso_s(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+@dataclass(frozen=True, eq=False)
+class _Series:
+    """One zone of a trace, parsed once: row ``i`` holds ``values[i]`` on
+    ``[starts[i], ends[i])`` (seconds since the epoch, both strictly
+    increasing, ``ends[i] <= starts[i + 1]``); ``ends[i] < starts[i + 1]``
+    exactly where a gap follows row ``i``."""
+
+    starts: np.ndarray              # float64 [n]
+    ends: np.ndarray                # float64 [n]
+    step_s: float                   # most common spacing of the rows
+    start_dt: list[datetime]        # the same times as datetimes (exact, for the answers)
+    end_dt: list[datetime]
+    values: list[float]
+    sources: list[str]              # per row: the trace's source, plus a note where the value was carried
+    gaps: list[tuple[float, float]]  # (start, end) s of each hole longer than one step
+    carried: int                    # rows whose value was carried over a hole of up to one step
+    skipped: int                    # rows with an empty value
+
+    def gap_at(self, t: float) -> tuple[float, float] | None:
+        i = int(np.searchsorted(self.starts, t, "right")) - 1
+        if 0 <= i < self.starts.size - 1 and t >= self.ends[i]:
+            return float(self.ends[i]), float(self.starts[i + 1])
+        return None
+
+
+class CsvTrace:
+    """Replay a carbon-intensity CSV trace as a signal.
+
+    Accepts the Electricity Maps data-portal exports (``Datetime (UTC),
+    Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),Carbon
+    Intensity gCO₂eq/kWh (LCA),...`` and the newer ``Zone id``/``(Life
+    cycle)`` spelling), the older ``datetime,timestamp,zone_name,
+    carbon_intensity_avg,...`` files, and plain ``Time,Carbon Intensity``
+    traces (UTC ``YYYY-MM-DD HH:MM:SS``, gCO2e/kWh). ``column`` picks the
+    value column: ``"direct"`` or ``"lca"`` (life cycle) where an export
+    has both, or any header name as written in the file; the default is the
+    direct column, else the file's only carbon-intensity column. The trace
+    answers as its own forecast (perfect foresight: say so when comparing
+    schedulers).
+
+    The file is parsed once, here, into arrays; lookups are binary searches.
+    Row ``i`` holds until the next row, at most one step (the most common row
+    spacing) past its own hole: a hole of up to one step carries the value
+    and says so in the answer's ``source``; a longer one is a gap, reported
+    by :meth:`status`, refused by :meth:`intensity` and left out of
+    :meth:`forecast`. Bad input (times out of order or repeated, negative or
+    non-numeric values, a unit other than g/kWh, no time column, an empty
+    file) is a :class:`SignalError` naming the file and line; nothing is
+    repaired.
     """
 
-    def __init__(self, path: str | Path, column: str = "direct", region: str | None = None):
-        if column not in _VALUE_COLUMNS:
-            raise ValueError(f"column must be one of {sorted(_VALUE_COLUMNS)}, got {column!r}")
+    def __init__(self, path: str | Path, column: str | None = None, region: str | None = None):
         self.path = Path(path)
         self.name = f"csv:{self.path.name}"
         try:
             with self.path.open(newline="", encoding="utf-8-sig") as f:
-                reader = csv.reader(f)
-                header = next(reader, None)
-                rows = list(reader)
-        except (OSError, UnicodeDecodeError) as exc:
+                self._parse(csv.reader(f), column)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise SignalError(self.name, f"cannot read {self.path}: {exc}") from exc
-        if not header:
-            raise SignalError(self.name, f"{self.path} is empty")
-        cols = {_norm(h): i for i, h in enumerate(header)}
-        t_col = next((c for c in _TIME_COLUMNS if c in cols), None)
-        v_col = next((c for c in _VALUE_COLUMNS[column] if c in cols), None)
-        z_col = next((c for c in _ZONE_COLUMNS if c in cols), None)
-        if t_col is None or v_col is None:
-            raise SignalError(self.name, f"{self.path}: not an Electricity Maps export: need a time column "
-                                         f"{_TIME_COLUMNS} and an intensity column {_VALUE_COLUMNS[column]}; "
-                                         f"got {header}")
-        self.column = header[cols[v_col]]
-        by_zone: dict[str, list[tuple[datetime, float]]] = {}
-        self.skipped = 0
-        for row in rows:
-            if not row or len(row) <= max(cols[t_col], cols[v_col]):
-                continue
-            raw = row[cols[v_col]].strip()
-            if raw == "":
-                self.skipped += 1          # a gap in the trace
-                continue
-            zone = row[cols[z_col]].strip().upper() if z_col is not None else ""
-            by_zone.setdefault(zone, []).append(
-                (parse_time(row[cols[t_col]], self.name), check_value(raw, self.name, f"row value {raw!r}")))
-        if not by_zone:
-            raise SignalError(self.name, f"{self.path}: no intensity values")
-        self._series = {z: _with_ends(v, timedelta(hours=1)) for z, v in by_zone.items()}
-        self._starts = {z: [s for s, _, _ in v] for z, v in self._series.items()}
         self.default_region = region.upper() if region else None
 
+    # ------------------------------------------------------------ parsing
+    def _bad(self, line: int, message: str) -> SignalError:
+        return SignalError(self.name, f"{self.path}: line {line}: {message}")
+
+    def _pick_value_column(self, header: list[str], cols: dict[str, int], column: str | None) -> int:
+        listed = ", ".join(repr(h.strip()) for h in header)
+        if column is None or column in _VALUE_COLUMNS:
+            names = _VALUE_COLUMNS[column or "direct"]
+            hit = next((cols[c] for c in names if c in cols), None)
+            if hit is None and column is None:
+                plain = [i for i, h in enumerate(header) if _bare(h) in _PLAIN_VALUE_COLUMNS]
+                hit = plain[0] if len(plain) == 1 else None
+            if hit is None:
+                want = f"{column} intensity column" if column else "intensity column"
+                raise self._bad(1, f"not an Electricity Maps export: no {want} (one of {names}"
+                                   f"{'' if column else ' or a single ' + repr('Carbon Intensity')}); "
+                                   f"the file has columns {listed}")
+            return hit
+        hit = cols.get(_norm(column))
+        if hit is None:
+            raise self._bad(1, f"no column {column!r}; the file has columns {listed} "
+                               f"(or say {' / '.join(repr(k) for k in _VALUE_COLUMNS)})")
+        return hit
+
+    def _parse(self, reader, column: str | None) -> None:
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise self._bad(1, "the file is empty (no header)")
+        cols: dict[str, int] = {}
+        for i, h in enumerate(header):
+            cols.setdefault(_norm(h), i)
+        t_name = next((c for c in _TIME_COLUMNS if c in cols), None)
+        if t_name is None:
+            raise self._bad(1, f"not an Electricity Maps export: no time column (one of {_TIME_COLUMNS}); "
+                               f"the file has columns {', '.join(repr(h.strip()) for h in header)}")
+        t_col = cols[t_name]
+        v_col = self._pick_value_column(header, cols, column)
+        self.column = header[v_col].strip()
+        unit = _unit_of(self.column)
+        if unit is not None and unit not in _G_PER_KWH_UNITS:
+            raise self._bad(1, f"column {self.column!r} is in {unit!r}; only g/kWh (gCO2/kWh, gCO2e/kWh, "
+                               f"gCO₂eq/kWh) is read, nothing is converted")
+        self.unit = unit or "gCO2e/kWh (the header names no unit)"
+        z_col = next((cols[c] for c in _ZONE_COLUMNS if c in cols), None)
+        need = max(c for c in (t_col, v_col, z_col) if c is not None)
+
+        rows: dict[str, tuple[list[float], list[datetime], list[float]]] = {}
+        last: dict[str, tuple[float, int]] = {}
+        skipped: dict[str, int] = {}
+        spacing: dict[str, list[float]] = {}       # every row's time, empty values too: the step
+        line = reader.line_num
+        for row in reader:
+            first_line, line = line + 1, reader.line_num
+            if not any(c.strip() for c in row):
+                continue                            # a blank line
+            if len(row) <= need:
+                raise self._bad(first_line, f"{len(row)} fields, the header has {len(header)} "
+                                            f"(a cut-off row?)")
+            zone = row[z_col].strip().upper() if z_col is not None else ""
+            raw_t = row[t_col].strip()
+            if not raw_t:
+                raise self._bad(first_line, f"no time in column {header[t_col].strip()!r}")
+            try:
+                dt = datetime.fromisoformat(raw_t)             # the usual case, fast
+                dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+            except ValueError:
+                try:
+                    dt = parse_time(raw_t, self.name)          # epoch seconds
+                except SignalError:
+                    raise self._bad(first_line, f"bad timestamp {raw_t!r} in column "
+                                                f"{header[t_col].strip()!r}") from None
+            t = dt.timestamp()
+            if zone in last:
+                prev_t, prev_line = last[zone]
+                if abs(t - prev_t) <= _EPS_S:
+                    raise self._bad(first_line, f"duplicate timestamp {dt.isoformat()} (also on line {prev_line})"
+                                                + (f" for zone {zone}" if zone else ""))
+                if t < prev_t:
+                    where = f" for zone {zone}" if zone else ""
+                    raise self._bad(first_line, f"time goes backwards: {dt.isoformat()} after {_iso_s(prev_t)} "
+                                                f"on line {prev_line}{where}; rows must be in time order")
+            last[zone] = (t, first_line)
+            spacing.setdefault(zone, []).append(t)
+            raw = row[v_col].strip()
+            if raw == "":
+                skipped[zone] = skipped.get(zone, 0) + 1   # a missing value: a hole in the trace
+                continue
+            try:
+                v = float(raw)
+            except ValueError:
+                raise self._bad(first_line, f"intensity {raw!r} in column {self.column!r} is not a number") from None
+            if not math.isfinite(v):
+                raise self._bad(first_line, f"intensity {raw!r} in column {self.column!r} is not a finite number")
+            if v < 0:
+                raise self._bad(first_line, f"intensity {raw!r} in column {self.column!r} is negative")
+            ts, dts, vs = rows.setdefault(zone, ([], [], []))
+            ts.append(t)
+            dts.append(dt)
+            vs.append(v)
+        self.skipped = sum(skipped.values())
+        if not rows:
+            raise SignalError(self.name, f"{self.path}: no intensity values in column {self.column!r}")
+        self._series = {z: self._build(z, ts, dts, vs, skipped.get(z, 0), _step_of(spacing[z]))
+                        for z, (ts, dts, vs) in rows.items()}
+
+    def _build(self, zone: str, ts: list[float], dts: list[datetime], vs: list[float], skipped: int,
+               step_s: float) -> _Series:
+        starts = np.asarray(ts, dtype=np.float64)
+        n = starts.size
+        diffs = np.diff(starts)
+        step = timedelta(seconds=step_s)
+        ends = starts + step_s
+        base = f"{self.name}: {zone or 'unnamed zone'}, column {self.column!r} (trace replay)"
+        sources = [base] * n
+        end_dt = [d + step for d in dts]
+        # the next row's start is the end, unless more than one step is missing in between (a gap)
+        follow = diffs <= 2 * step_s + _EPS_S
+        hole = follow & (diffs > step_s + _EPS_S)
+        ends[:-1] = np.where(follow, starts[1:], ends[:-1])
+        for i in np.flatnonzero(follow).tolist():
+            end_dt[i] = dts[i + 1]
+        missing = (diffs - step_s).tolist()
+        for i in np.flatnonzero(hole).tolist():
+            sources[i] = f"{base[:-1]}; carried over a {_span(missing[i])} gap)"
+        gaps = [(float(ends[i]), float(starts[i + 1])) for i in np.flatnonzero(~follow).tolist()]
+        carried = int(np.count_nonzero(hole))
+        starts.setflags(write=False)
+        ends.setflags(write=False)
+        return _Series(starts, ends, step_s, dts, end_dt, vs, sources, gaps, carried, skipped)
+
+    # ------------------------------------------------------------ lookups
     @property
     def zones(self) -> list[str]:
         return sorted(z for z in self._series if z)
@@ -265,30 +447,80 @@ class CsvTrace:
                 return only
         raise SignalError(self.name, f"trace has no zone {region!r} (zones: {self.zones or ['unnamed']})")
 
-    def _point(self, zone: str, s: datetime, e: datetime, v: float, forecast: bool) -> IntensityPoint:
-        label = zone or "unnamed zone"
-        return IntensityPoint(s, e, v, f"{self.name}: {label}, column {self.column!r} (trace replay)",
+    def _point(self, ser: _Series, i: int, forecast: bool) -> IntensityPoint:
+        return IntensityPoint(ser.start_dt[i], ser.end_dt[i], ser.values[i], ser.sources[i],
                               forecast=forecast, provider=self.name)
+
+    def _zone_status(self, zone: str) -> dict[str, Any]:
+        ser = self._series[zone]
+        first_gap = ser.gaps[0] if ser.gaps else None
+        return {
+            "path": str(self.path), "zone": zone or None, "column": self.column, "unit": self.unit,
+            "rows": int(ser.starts.size), "step_s": ser.step_s,
+            "first": ser.start_dt[0].isoformat(), "last": ser.start_dt[-1].isoformat(),
+            "end": ser.end_dt[-1].isoformat(),
+            "gaps": len(ser.gaps), "gap_s": float(sum(b - a for a, b in ser.gaps)),
+            "first_gap_start": _iso_s(first_gap[0]) if first_gap else None,
+            "first_gap_end": _iso_s(first_gap[1]) if first_gap else None,
+            "carried": ser.carried, "skipped": ser.skipped,
+        }
+
+    def status(self, region: str | None = None) -> dict[str, Any]:
+        """What the trace holds: ``rows``, ``step_s``, ``first``/``last`` row
+        time and ``end`` of coverage (ISO UTC), ``gaps`` (count, and
+        ``gap_s`` in all), ``first_gap_start``/``first_gap_end`` (None when
+        there is no gap), ``carried`` (holes of up to one step bridged by the
+        previous value), ``skipped`` (rows with an empty value), plus path,
+        zone, column and unit. For a file with several zones and no
+        ``region``, the totals over all zones with each zone's own under
+        ``zones``."""
+        if region is not None or len(self._series) == 1:
+            return self._zone_status(self._zone(region or ""))
+        per = {z: self._zone_status(z) for z in sorted(self._series)}
+        with_gap = [s for s in per.values() if s["first_gap_start"]]
+        first_gap = min(with_gap, key=lambda s: s["first_gap_start"]) if with_gap else None
+        steps = {s["step_s"] for s in per.values()}
+        return {
+            "path": str(self.path), "zone": None, "column": self.column, "unit": self.unit,
+            "rows": sum(s["rows"] for s in per.values()), "step_s": steps.pop() if len(steps) == 1 else None,
+            "first": min(s["first"] for s in per.values()), "last": max(s["last"] for s in per.values()),
+            "end": max(s["end"] for s in per.values()),
+            "gaps": sum(s["gaps"] for s in per.values()), "gap_s": sum(s["gap_s"] for s in per.values()),
+            "first_gap_start": first_gap["first_gap_start"] if first_gap else None,
+            "first_gap_end": first_gap["first_gap_end"] if first_gap else None,
+            "carried": sum(s["carried"] for s in per.values()), "skipped": self.skipped,
+            "zones": per,
+        }
 
     def intensity(self, region: str, at: datetime | None = None) -> IntensityPoint:
         zone = self._zone(region)
         at = utc(at) if at else now_utc()
-        series, starts = self._series[zone], self._starts[zone]
-        i = bisect.bisect_right(starts, at) - 1
-        if i < 0 or at >= series[i][1]:
-            raise SignalError(self.name, f"trace covers {series[0][0].isoformat()} .. "
-                                         f"{series[-1][1].isoformat()}, not {at.isoformat()}")
-        s, e, v = series[i]
-        return self._point(zone, s, e, v, False)
+        ser = self._series[zone]
+        t = at.timestamp()
+        i = int(np.searchsorted(ser.starts, t, "right")) - 1
+        if i < 0 or t >= ser.ends[-1]:
+            raise SignalError(self.name, f"trace covers {ser.start_dt[0].isoformat()} .. "
+                                         f"{ser.end_dt[-1].isoformat()}, not {at.isoformat()}")
+        if t >= ser.ends[i]:
+            a, b = float(ser.ends[i]), float(ser.starts[i + 1])
+            raise SignalError(self.name, f"trace has a gap from {_iso_s(a)} to {_iso_s(b)} ({_span(b - a)} with no "
+                                         f"rows{' for zone ' + zone if zone else ''}), so no value at "
+                                         f"{at.isoformat()}; a value is carried for at most one step "
+                                         f"({_span(ser.step_s)})")
+        return self._point(ser, i, False)
 
     def forecast(self, region: str, start: datetime, end: datetime) -> list[IntensityPoint]:
         zone = self._zone(region)
-        pts = [self._point(zone, s, e, v, True) for s, e, v in self._series[zone]]
-        out = _overlapping(pts, start, end)
-        if not out:
+        ser = self._series[zone]
+        t0, t1 = utc(start).timestamp(), utc(end).timestamp()
+        lo = int(np.searchsorted(ser.ends, t0, "right"))       # first row ending after start
+        hi = int(np.searchsorted(ser.starts, t1, "left"))      # rows starting before end
+        if lo >= hi:
+            gap = ser.gap_at(t0)
+            inside = f" (inside a gap from {_iso_s(gap[0])} to {_iso_s(gap[1])})" if gap and t1 <= gap[1] else ""
             raise SignalError(self.name, f"trace has no values between {utc(start).isoformat()} and "
-                                         f"{utc(end).isoformat()}")
-        return out
+                                         f"{utc(end).isoformat()}{inside}")
+        return [self._point(ser, i, True) for i in range(lo, hi)]
 
 
 # -------------------------------------------------------------------- HTTP

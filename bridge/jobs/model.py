@@ -143,6 +143,7 @@ class FrameRecord:
     pue: float = 1.0
     intensity_g_per_kwh: float = 0.0
     intensity_source: str = ""
+    intensity_kind: str = "static"   # "realised" (a measured grid value), "forecast" or "static" (annual)
     co2e_g_location: float = 0.0
     co2e_g_market: float | None = None
     created: float = 0.0             # unix seconds
@@ -183,6 +184,8 @@ class Attempt:
     pue: float = 1.0
     intensity_g_per_kwh: float = 0.0
     intensity_source: str = ""
+    intensity_kind: str = "static"
+    embodied_co2e_g: float = 0.0     # this attempt's share of the device's manufacture (its reserved time)
     unattributed_co2e_g_location: float = 0.0
     unattributed_co2e_g_market: float | None = None
 
@@ -239,6 +242,10 @@ class SchedulingFacts:
     run_now_co2e_g: float | None = None
     expected_co2e_g: float | None = None
     site: str = ""
+    # gCO2e saved vs had it run at submit: the same signal priced over the
+    # window it would have had (0 for a job that ran when and where submitted)
+    saved_g_vs_submit: float | None = None
+    saved_basis: str = ""
 
 
 @dataclass(frozen=True)
@@ -276,6 +283,7 @@ class JobReport:
     water_l: float = 0.0
     intensity_g_per_kwh: float = 0.0    # effective: location gCO2e / facility kWh
     intensity_source: str = ""
+    priced_from: dict[str, float] = field(default_factory=dict)   # IT Wh priced by "realised" | "forecast" | "static"
     market_g_per_kwh: float | None = None
     market_source: str = ""
     embodied_co2e_g: float = 0.0

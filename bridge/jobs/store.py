@@ -86,6 +86,7 @@ _V2_FRAME_COLUMNS = [
     ("pue", "REAL NOT NULL DEFAULT 1"),
     ("intensity_g_per_kwh", "REAL NOT NULL DEFAULT 0"),
     ("intensity_source", "TEXT NOT NULL DEFAULT 'not recorded (stored before schema 2)'"),
+    ("intensity_kind", "TEXT NOT NULL DEFAULT 'static'"),
     ("co2e_g_location", "REAL NOT NULL DEFAULT 0"),
     ("co2e_g_market", "REAL"),
 ]
@@ -279,8 +280,8 @@ class JobStore:
                 f"INSERT OR IGNORE INTO frames ({', '.join(_FRAME_COLUMNS)})"
                 f" VALUES ({', '.join('?' * len(_FRAME_COLUMNS))})",
                 (job_id, r.index, path.name, r.energy_wh, r.work, r.created or time.time(), r.attempt, r.meter,
-                 int(r.measured), r.site, r.pue, r.intensity_g_per_kwh, r.intensity_source, r.co2e_g_location,
-                 r.co2e_g_market))
+                 int(r.measured), r.site, r.pue, r.intensity_g_per_kwh, r.intensity_source, r.intensity_kind,
+                 r.co2e_g_location, r.co2e_g_market))
             if attempt is not None:
                 self._db.execute("INSERT OR REPLACE INTO attempts (job_id, number, outcome, record) VALUES (?,?,?,?)",
                                  (job_id, attempt.number, attempt.outcome.value, json.dumps(attempt.to_dict())))
@@ -405,7 +406,8 @@ class JobStore:
 
 
 _FRAME_COLUMNS = ("job_id", "idx", "file", "energy_wh", "work", "created", "attempt", "meter", "measured", "site",
-                  "pue", "intensity_g_per_kwh", "intensity_source", "co2e_g_location", "co2e_g_market")
+                  "pue", "intensity_g_per_kwh", "intensity_source", "intensity_kind", "co2e_g_location",
+                  "co2e_g_market")
 
 
 def _frame(row: sqlite3.Row) -> FrameRecord:
@@ -413,6 +415,7 @@ def _frame(row: sqlite3.Row) -> FrameRecord:
         index=row["idx"], path=row["file"], attempt=row["attempt"], meter=row["meter"], measured=bool(row["measured"]),
         energy_wh=row["energy_wh"], work=row["work"], site=row["site"], pue=row["pue"],
         intensity_g_per_kwh=row["intensity_g_per_kwh"], intensity_source=row["intensity_source"],
+        intensity_kind=row["intensity_kind"],
         co2e_g_location=row["co2e_g_location"], co2e_g_market=row["co2e_g_market"], created=row["created"])
 
 

@@ -12,16 +12,19 @@ import queue
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import numpy as np
 
 from ..backends.base import Backend
 from ..energy.accounting import Site
 from ..energy.attribution import RunningAttribution
-from ..energy.job_report import build_report, close_attempt, price
+from ..energy.job_report import Intensity, build_report, close_attempt, price, saved_vs_submit, static_intensity
 from ..energy.ledger import Ledger
 from ..energy.meters import Meter, Window
+from ..energy.signals import CarbonSignal, IntensityPoint, SignalError, describe
 from ..errors import GreenlightError
 from ..jobs.channels import ChannelRegistry, ProgressInfo
 from ..jobs.images import encode_png
@@ -51,7 +54,7 @@ class _Attempt:
     last_checkpoint: float = field(init=False)
 
     def __post_init__(self):
-        self.record = Attempt(number=self.job.attempts, site=self.site.name, started=time.time())
+        self.record = Attempt(number=self.job.attempts, site=self.site.name, started=self.executor.now())
         self.attribution = RunningAttribution(self.job.frame_count - len(self.frames_done))
         self.last_checkpoint = time.monotonic()
 
@@ -111,15 +114,16 @@ class _Attempt:
         if index in self.frames_done or index in self.produced_indices:
             return False     # already stored: charge nothing twice
         wh = self.attribution.charge(work)
-        location, market, intensity, source = price(self.site, wh, *self.executor.intensity_now(self.site))
+        now = self.executor.now()
+        location, market, used = price(self.site, wh, self.executor.intensity_at(self.site, now))
         rec = FrameRecord(index=index, attempt=self.record.number, meter=self.record.meter,
                           measured=self.record.measured, energy_wh=wh, work=float(work), site=self.site.name,
-                          pue=self.site.pue, intensity_g_per_kwh=intensity, intensity_source=source,
-                          co2e_g_location=location, co2e_g_market=market, created=time.time())
+                          pue=self.site.pue, intensity_g_per_kwh=used.g_per_kwh, intensity_source=used.source,
+                          intensity_kind=used.kind, co2e_g_location=location, co2e_g_market=market, created=now)
         meta = {"job_id": self.job_id, "frame": index, "energy_wh": f"{wh:.9g}",
                 "energy_method": "measured" if rec.measured else "estimated", "meter": rec.meter,
-                "site": rec.site, "intensity_g_per_kwh": f"{intensity:.9g}", "intensity_source": source,
-                "co2e_g_location": f"{location:.9g}"}
+                "site": rec.site, "intensity_g_per_kwh": f"{used.g_per_kwh:.9g}", "intensity_source": used.source,
+                "intensity_kind": used.kind, "co2e_g_location": f"{location:.9g}"}
         if market is not None:
             meta["co2e_g_market"] = f"{market:.9g}"
         self.record = replace(self.record, frames=self.record.frames + 1,
@@ -136,24 +140,31 @@ class _Attempt:
     def checkpoint(self) -> Attempt:
         """The attempt as it stands, its pending energy priced now."""
         self.last_checkpoint = time.monotonic()
-        return close_attempt(self.record, self.site, pending_wh=self.attribution.pending_wh,
-                             outcome=AttemptOutcome.RUNNING, intensity=self.executor.intensity_now(self.site))
+        return self.close(AttemptOutcome.RUNNING)
 
     def close(self, outcome: AttemptOutcome, reason: str = "") -> Attempt:
+        now = self.executor.now()
         return close_attempt(self.record, self.site, pending_wh=self.attribution.pending_wh, outcome=outcome,
-                             reason=reason, intensity=self.executor.intensity_now(self.site))
+                             ended=now, reason=reason, intensity=self.executor.intensity_at(self.site, now))
 
 
 class LocalExecutor:
     def __init__(self, store: JobStore, channels: ChannelRegistry, backends: dict[str, Backend],
-                 meter: Meter, site: Site, devices: tuple[str, ...] = ("cpu",), ledger: Ledger | None = None):
+                 meter: Meter, site: Site, devices: tuple[str, ...] = ("cpu",), ledger: Ledger | None = None,
+                 signal: CarbonSignal | None = None, clock: Callable[[], datetime] | None = None):
+        """``signal`` prices energy with the grid's intensity at the moment it
+        is used (None: the site's static figure); ``clock`` is for tests."""
         self.store = store
+        self.signal = signal
+        self.clock = clock
+        self._points: dict[str, IntensityPoint] = {}     # region -> the last point the signal gave
         self.channels = channels
         self.backends = backends
         self.meter = meter
         self.site = site
         self.devices = devices
         self.ledger = ledger
+        self.meter_reason = getattr(meter, "name", type(meter).__name__)   # what was chosen and why
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._running: dict[str, _Attempt] = {}
         self._lock = threading.Lock()
@@ -195,10 +206,31 @@ class LocalExecutor:
         """Where a job runs (the local executor has one site)."""
         return self.site
 
-    def intensity_now(self, site: Site) -> tuple[float | None, str | None]:
-        """The grid intensity to price energy used now at ``site``, and its
-        source; (None, None) prices at the site's static figure."""
-        return None, None
+    def site_named(self, name: str) -> Site:
+        """A site's figures by name (the local executor knows its own)."""
+        return self.site
+
+    def now(self) -> float:
+        """Unix seconds, from the bridge's clock."""
+        return self.clock().timestamp() if self.clock is not None else time.time()
+
+    def intensity_at(self, site: Site, t: float) -> Intensity:
+        """The grid intensity of ``site`` at unix time ``t`` from the signal
+        (one lookup per signal interval), or its static figure, said so."""
+        if self.signal is None:
+            return static_intensity(site)
+        at = datetime.fromtimestamp(t, UTC)
+        point = self._points.get(site.grid_region)
+        if point is None or not point.start <= at < point.end:
+            try:
+                point = self.signal.intensity(site.grid_region, at)
+            except SignalError as exc:
+                return static_intensity(site, f"signal unavailable: {exc}")
+            self._points[site.grid_region] = point
+        if point.provider == "static":    # the chain's last resort: the site's own figure is the better static one
+            return static_intensity(site, "no time-resolved signal answered" + (
+                f": {'; '.join(point.fallback)}" if point.fallback else ""))
+        return Intensity(point.g_per_kwh, describe(point), "forecast" if point.forecast else "realised")
 
     # ----------------------------------------------------------- worker
     def _work(self) -> None:
@@ -296,10 +328,19 @@ class LocalExecutor:
         """The job's report from its stored frames and attempts (see
         ``bridge.energy.job_report``)."""
         d = job.decision
+        frames, attempts = self.store.frames(job.job_id), self.store.attempts(job.job_id)
+        # a shifted job is priced again as if it had started when it was submitted, where it was submitted
+        shifted = bool(d and d.shifted)
+        started = min((a.started for a in attempts), default=0.0)
+        delay_s = (max(0.0, started - d.decided_at.timestamp()) if shifted and d and d.decided_at and d.waits
+                   else 0.0)
+        moved = bool(shifted and d and d.run_now_site and d.site != d.run_now_site)
+        home = self.site_named(d.run_now_site) if d and d.run_now_site else self.site
+        saved, basis = saved_vs_submit(frames, attempts, delay_s, moved, lambda t: self.intensity_at(home, t))
         facts = SchedulingFacts(job_class=job.scheduling.job_class, shifted=bool(d and d.shifted),
                                 run_now_co2e_g=d.run_now_co2e_g if d else None,
-                                expected_co2e_g=d.expected_co2e_g if d else None, site=d.site if d else "")
+                                expected_co2e_g=d.expected_co2e_g if d else None, site=d.site if d else "",
+                                saved_g_vs_submit=saved, saved_basis=basis)
         return build_report(job_id=job.job_id, tags=Tags(job.project, job.shot, job.version), backend=job.backend,
-                            generation=job.generation.to_dict(), state=state, fps=job.fps,
-                            frames=self.store.frames(job.job_id), attempts=self.store.attempts(job.job_id),
-                            site=self.site_for(job), scheduling=facts)
+                            generation=job.generation.to_dict(), state=state, fps=job.fps, frames=frames,
+                            attempts=attempts, site=self.site_for(job), scheduling=facts, finished=self.now())

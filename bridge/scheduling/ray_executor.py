@@ -205,11 +205,11 @@ class RayExecutor(LocalExecutor):
                  backend_factories: Mapping[str, Callable[[], Backend]] | None = None,
                  meter_factory: Callable[[], Meter] | None = None, address: str | None = None,
                  init_kwargs: Mapping[str, Any] | None = None, cancel_grace_s: float = 5.0,
-                 poll_s: float = 0.2, ledger=None):
+                 poll_s: float = 0.2, ledger=None, signal=None, clock=None):
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
         super().__init__(store, channels, backends, meter, site, devices=tuple(f"ray{i}" for i in range(slots)),
-                         ledger=ledger)
+                         ledger=ledger, signal=signal, clock=clock)
         self.sites = dict(sites or {site.name: site})
         self.num_gpus = num_gpus
         self.num_cpus = num_cpus
@@ -280,6 +280,9 @@ class RayExecutor(LocalExecutor):
     def site_for(self, job) -> Site:
         """The site the plan chose: frames there are priced with its figures."""
         name = job.decision.site if job.decision is not None else ""
+        return self.sites.get(name, self.site)
+
+    def site_named(self, name: str) -> Site:
         return self.sites.get(name, self.site)
 
     def _new_attempt(self, job, done: frozenset[int]) -> _Attempt:

@@ -14,8 +14,8 @@ from grpc_reflection.v1alpha import reflection
 from ..backends import default_backends
 from ..backends.base import Backend
 from ..energy.ledger import Ledger
-from ..energy.meters import CpuTimeEstimateMeter, Meter
-from ..errors import InvalidArgumentError
+from ..energy.meters import Meter, MeterError, meter_for
+from ..errors import InvalidArgumentError, PreconditionError
 from ..jobs.channels import ChannelRegistry
 from ..jobs.store import JobStore
 from ..proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc
@@ -64,20 +64,32 @@ def create_server(config: BridgeConfig, backends: dict[str, Backend] | None = No
     if not config.tokens and config.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without tokens: anyone who can reach it can submit jobs", config.host)
     backends = default_backends(config.extra_backends) if backends is None else backends
-    if meter is None:
-        meter = CpuTimeEstimateMeter(config.watts_per_busy_cpu) if config.watts_per_busy_cpu else CpuTimeEstimateMeter()
+    if meter is None:   # the configured choice ("auto" by default): NVML for the jobs' GPUs > RAPL > estimate
+        try:
+            choice = meter_for(config.meter, gpu_indices=config.meter_gpus,
+                               watts_per_busy_cpu=config.watts_per_busy_cpu)
+        except MeterError as exc:
+            raise PreconditionError(f"meter = {config.meter!r}: {exc}") from exc
+        meter, meter_reason = choice.meter, choice.reason
+    else:
+        meter_reason = f"given by the caller: {getattr(meter, 'name', type(meter).__name__)}"
+    log.info("energy meter: %s", meter_reason)
     store = JobStore(config.data_dir)
     channels = ChannelRegistry()
     ledger = Ledger.for_data_dir(config.data_dir)
+    # one signal chain: the scheduler plans with it, the executor prices every frame with it
+    signal = build_signal(config.carbon_signals)
     if config.executor == "ray":
         from ..scheduling.ray_executor import RayExecutor
 
         executor = RayExecutor(store, channels, backends, meter, config.site, ledger=ledger,
                                address=config.ray_address, sites={site.name: site for site, _ in config.sites},
-                               slots=sum(n for _, n in config.sites))
+                               slots=sum(n for _, n in config.sites), signal=signal, clock=clock)
     else:
-        executor = LocalExecutor(store, channels, backends, meter, config.site, ledger=ledger)
-    scheduler = CarbonScheduler(store, executor.enqueue, config.sites, build_signal(config.carbon_signals),
+        executor = LocalExecutor(store, channels, backends, meter, config.site, ledger=ledger, signal=signal,
+                                 clock=clock)
+    executor.meter_reason = meter_reason
+    scheduler = CarbonScheduler(store, executor.enqueue, config.sites, signal,
                                 replan_every_s=config.replan_every_s,
                                 **({"clock": clock} if clock is not None else {}))
     manager = JobManager(config, store, channels, backends, executor, scheduler)

@@ -13,6 +13,7 @@ from ..errors import InvalidArgumentError
 from ..shot.validation import ShotLimits
 
 MIB = 1024 * 1024
+METERS = ("auto", "nvml", "rapl", "estimate")
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,16 @@ class BridgeConfig:
     site: Site = field(default_factory=Site)
     max_workers: int = 64
     watts_per_busy_cpu: float | None = None   # None = the meter's default
+    # Energy meter: "auto" (NVML for the GPUs this bridge's jobs run on, then
+    # RAPL, then the CPU-time estimate), or "nvml", "rapl", "estimate" to insist.
+    meter: str = "auto"
+    # NVML device indices the jobs use; empty = from GREENLIGHT_DEVICE and
+    # CUDA_VISIBLE_DEVICES (see bridge.energy.meters.job_gpu_indices).
+    meter_gpus: tuple[int, ...] = ()
     # Extra backends to load, as "module:Class" (a no-argument constructor).
     extra_backends: tuple[str, ...] = ()
     # Carbon signal providers for batch planning, tried in order (see
-    # build_signal): "static", "csv:PATH", "uk", "electricitymaps",
+    # build_signal): "static", "csv:PATH[#COLUMN]", "uk", "electricitymaps",
     # "watttime", "carbon-aware-sdk:URL". The static table always ends the chain.
     carbon_signals: tuple[str, ...] = ("static",)
     replan_every_s: float = 1800.0
@@ -104,6 +111,9 @@ def load_config(path: str | Path | None, **overrides) -> BridgeConfig:
     config = BridgeConfig(**{**data, "data_dir": Path(data["data_dir"])}, limits=limits, site=site, tokens=tokens)
     config = replace(config, extra_backends=tuple(config.extra_backends),
                      carbon_signals=tuple(config.carbon_signals))
+    config = replace(config, meter_gpus=tuple(int(i) for i in config.meter_gpus))
+    if config.meter not in METERS:
+        raise InvalidArgumentError(f"config {path}: meter must be one of {METERS}, got {config.meter!r}")
     if config.executor not in ("local", "ray"):
         raise InvalidArgumentError(f"config {path}: executor must be 'local' or 'ray', got {config.executor!r}")
     names = [s.name for s, _ in config.sites]
@@ -150,8 +160,11 @@ def _provider(spec: str):
     kind, _, arg = spec.partition(":")
     if kind == "static":
         return None
-    if kind == "csv":
-        return signals.CsvTrace(arg)
+    if kind == "csv":      # csv:PATH or csv:PATH#COLUMN (a header name, "direct" or "lca")
+        path, _, column = arg.partition("#")
+        if not path:
+            raise InvalidArgumentError("carbon_signals: use 'csv:PATH' or 'csv:PATH#COLUMN'")
+        return signals.CsvTrace(path, column=column or None)
     if kind == "uk":
         return signals.UkCarbonIntensity()
     if kind == "electricitymaps":
@@ -169,5 +182,5 @@ def _provider(spec: str):
         if not arg:
             raise InvalidArgumentError("carbon_signals: use 'carbon-aware-sdk:http://host:port'")
         return signals.CarbonAwareSdk(arg)
-    raise InvalidArgumentError(f"carbon_signals: unknown provider {spec!r}; use static, csv:PATH, uk, "
+    raise InvalidArgumentError(f"carbon_signals: unknown provider {spec!r}; use static, csv:PATH[#COLUMN], uk, "
                                "electricitymaps, watttime or carbon-aware-sdk:URL")

@@ -58,7 +58,7 @@ def frame_energy_pb(out: bridge_pb2.Energy, f: FrameRecord) -> None:
     """A stored frame record, as it was fixed: nothing is recomputed here."""
     _energy(out, f.energy_wh, f.measured, f.meter, f.co2e_g_location, f.co2e_g_market)
     out.site, out.intensity_g_per_kwh, out.intensity_source = f.site, f.intensity_g_per_kwh, f.intensity_source
-    out.attempt, out.pue, out.work = f.attempt, f.pue, f.work
+    out.attempt, out.pue, out.work, out.intensity_kind = f.attempt, f.pue, f.work, f.intensity_kind
 
 
 def job_report(report: JobReport) -> bridge_pb2.JobReport:

@@ -214,6 +214,8 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
         limits = self.config.limits
         caps = bridge_pb2.Capabilities(
             protocol_version=PROTOCOL_VERSION, server_version=__version__, auth_required=bool(self.config.tokens),
+            meter=str(getattr(self.manager.executor.meter, "name", "")),
+            meter_reason=self.manager.executor.meter_reason,
             limits=bridge_pb2.Limits(
                 max_frames=limits.max_frames, max_width=limits.max_width, max_height=limits.max_height,
                 max_upload_bytes=limits.max_upload_bytes,

@@ -223,7 +223,7 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ...) -> None: ...
 
 class Energy(_message.Message):
-    __slots__ = ("energy_wh", "measured", "meter", "co2e_g_location", "co2e_g_market", "site", "intensity_g_per_kwh", "intensity_source", "attempt", "pue", "work")
+    __slots__ = ("energy_wh", "measured", "meter", "co2e_g_location", "co2e_g_market", "site", "intensity_g_per_kwh", "intensity_source", "attempt", "pue", "work", "intensity_kind")
     ENERGY_WH_FIELD_NUMBER: _ClassVar[int]
     MEASURED_FIELD_NUMBER: _ClassVar[int]
     METER_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +235,7 @@ class Energy(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     PUE_FIELD_NUMBER: _ClassVar[int]
     WORK_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_KIND_FIELD_NUMBER: _ClassVar[int]
     energy_wh: float
     measured: bool
     meter: str
@@ -246,7 +247,8 @@ class Energy(_message.Message):
     attempt: int
     pue: float
     work: float
-    def __init__(self, energy_wh: _Optional[float] = ..., measured: _Optional[bool] = ..., meter: _Optional[str] = ..., co2e_g_location: _Optional[float] = ..., co2e_g_market: _Optional[float] = ..., site: _Optional[str] = ..., intensity_g_per_kwh: _Optional[float] = ..., intensity_source: _Optional[str] = ..., attempt: _Optional[int] = ..., pue: _Optional[float] = ..., work: _Optional[float] = ...) -> None: ...
+    intensity_kind: str
+    def __init__(self, energy_wh: _Optional[float] = ..., measured: _Optional[bool] = ..., meter: _Optional[str] = ..., co2e_g_location: _Optional[float] = ..., co2e_g_market: _Optional[float] = ..., site: _Optional[str] = ..., intensity_g_per_kwh: _Optional[float] = ..., intensity_source: _Optional[str] = ..., attempt: _Optional[int] = ..., pue: _Optional[float] = ..., work: _Optional[float] = ..., intensity_kind: _Optional[str] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("encoding", "width", "height", "data")
@@ -437,17 +439,21 @@ class SiteInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., grid_region: _Optional[str] = ..., pue: _Optional[float] = ..., wue_l_per_kwh: _Optional[float] = ...) -> None: ...
 
 class Capabilities(_message.Message):
-    __slots__ = ("protocol_version", "server_version", "backends", "limits", "sites", "auth_required")
+    __slots__ = ("protocol_version", "server_version", "backends", "limits", "sites", "auth_required", "meter", "meter_reason")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
     AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    METER_REASON_FIELD_NUMBER: _ClassVar[int]
     protocol_version: str
     server_version: str
     backends: _containers.RepeatedCompositeFieldContainer[BackendInfo]
     limits: Limits
     sites: _containers.RepeatedCompositeFieldContainer[SiteInfo]
     auth_required: bool
-    def __init__(self, protocol_version: _Optional[str] = ..., server_version: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., sites: _Optional[_Iterable[_Union[SiteInfo, _Mapping]]] = ..., auth_required: _Optional[bool] = ...) -> None: ...
+    meter: str
+    meter_reason: str
+    def __init__(self, protocol_version: _Optional[str] = ..., server_version: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., sites: _Optional[_Iterable[_Union[SiteInfo, _Mapping]]] = ..., auth_required: _Optional[bool] = ..., meter: _Optional[str] = ..., meter_reason: _Optional[str] = ...) -> None: ...
