@@ -214,6 +214,12 @@ def test_unknown_backend_and_bad_generation(start_bridge, small_shot):
 
         with pytest.raises(InvalidArgumentError, match=r"controls\[0\].strength: must be in \[0, 10\]"):
             client.submit(small_shot, GenerationSettings(controls=(ControlSettings("depth", strength=-1),)))
+        # NaN passes every range check: it is refused by name (and never written as bare NaN into a report)
+        with pytest.raises(InvalidArgumentError, match="generation.guidance_scale: must be a finite number") as nan:
+            client.submit(small_shot, GenerationSettings(guidance_scale=float("nan")))
+        assert nan.value.field == "generation.guidance_scale"
+        with pytest.raises(InvalidArgumentError, match=r"controls\[0\].strength: must be a finite number"):
+            client.submit(small_shot, GenerationSettings(controls=(ControlSettings("depth", strength=float("inf")),)))
         with pytest.raises(InvalidArgumentError, match="scheduling.deadline: is required for batch"):
             client.submit(small_shot, scheduling=SchedulingSettings(job_class="batch"))
         with pytest.raises(InvalidArgumentError, match="unknown sites"):

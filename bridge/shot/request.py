@@ -6,6 +6,7 @@ bridge; protobuf conversion lives in ``bridge.shot.wire``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -81,7 +82,16 @@ class SchedulingSettings:
         )
 
 
+def _finite(value: float, field: str) -> None:
+    if not math.isfinite(value):   # NaN slips through every range check: refuse it by name
+        raise InvalidArgumentError(f"{field}: must be a finite number, got {value!r}", field=field)
+
+
 def validate_generation(gen: GenerationSettings) -> GenerationSettings:
+    _finite(gen.guidance_scale, "generation.guidance_scale")
+    for i, c in enumerate(gen.controls):
+        for name in ("strength", "guidance_start", "guidance_end"):
+            _finite(getattr(c, name), f"generation.controls[{i}].{name}")
     if not gen.backend:
         raise InvalidArgumentError("generation.backend: is required (see GetCapabilities for the list)")
     if gen.seed < 0 or gen.seed >= 2**64:
@@ -121,6 +131,8 @@ def validate_scheduling(sched: SchedulingSettings, now: datetime | None = None) 
             raise InvalidArgumentError(
                 f"scheduling.deadline: {sched.deadline.isoformat()} is in the past "
                 f"(now {now.isoformat(timespec='seconds')})")
+    if sched.max_co2e_g is not None:
+        _finite(sched.max_co2e_g, "scheduling.max_co2e_g")
     if sched.max_co2e_g is not None and sched.max_co2e_g <= 0:
         raise InvalidArgumentError(f"scheduling.max_co2e_g: must be > 0, got {sched.max_co2e_g}")
     return sched
