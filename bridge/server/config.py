@@ -53,7 +53,7 @@ class BridgeConfig:
     # Extra backends to load, as "module:Class" (a no-argument constructor).
     extra_backends: tuple[str, ...] = ()
     # Carbon signal providers for batch planning, tried in order (see
-    # build_signal): "static", "csv:PATH[#COLUMN]", "uk", "electricitymaps",
+    # build_signal): "static", "csv:PATH[#COLUMN]", "history:SPEC", "uk", "electricitymaps",
     # "watttime", "carbon-aware-sdk:URL". The static table always ends the chain.
     carbon_signals: tuple[str, ...] = ("static",)
     replan_every_s: float = 1800.0
@@ -160,6 +160,14 @@ def _provider(spec: str):
     kind, _, arg = spec.partition(":")
     if kind == "static":
         return None
+    if kind == "history":  # history:SPEC: forecasts predicted from SPEC's realised history (never its future)
+        from ..scheduling.history_forecast import HistoryForecastSignal
+
+        inner = _provider(arg) if arg else None
+        if inner is None:
+            raise InvalidArgumentError("carbon_signals: use 'history:SPEC', e.g. 'history:csv:trace.csv' "
+                                       "(the static table has no history to learn from)")
+        return HistoryForecastSignal(inner)
     if kind == "csv":      # csv:PATH or csv:PATH#COLUMN (a header name, "direct" or "lca")
         path, _, column = arg.partition("#")
         if not path:
@@ -182,5 +190,6 @@ def _provider(spec: str):
         if not arg:
             raise InvalidArgumentError("carbon_signals: use 'carbon-aware-sdk:http://host:port'")
         return signals.CarbonAwareSdk(arg)
-    raise InvalidArgumentError(f"carbon_signals: unknown provider {spec!r}; use static, csv:PATH[#COLUMN], uk, "
+    raise InvalidArgumentError(f"carbon_signals: unknown provider {spec!r}; use static, csv:PATH[#COLUMN], "
+                               "history:SPEC, uk, "
                                "electricitymaps, watttime or carbon-aware-sdk:URL")
