@@ -130,6 +130,26 @@ def motion_from_pass(vz: np.ndarray, vw: np.ndarray) -> np.ndarray:
     that leaves the frame by far): then float32, never a clamp or an inf."""
     flow = np.stack([-np.asarray(vz, dtype=np.float32), np.asarray(vw, dtype=np.float32)], axis=-1)
     flow[~np.isfinite(flow)] = 0.0
+    return _motion_dtype(flow)
+
+
+def _motion_dtype(flow: np.ndarray) -> np.ndarray:
     if flow.size and np.abs(flow).max() > np.finfo(np.float16).max:
         return flow
     return flow.astype(np.float16)
+
+
+def motion_with_zoom(flow: np.ndarray, depth: np.ndarray, zoom: float) -> np.ndarray:
+    """Forward flow from a Vector pass that projected the next frame with
+    this frame's focal length (Cycles in Blender 4.2: ``compat``) -> the
+    flow with the next frame's: a focal-length change by ``zoom`` = f_next /
+    f_now scales the image about its centre (lens shift is refused), so
+    ``flow = (zoom - 1) (p - c) + zoom * flow_fixed`` on surfaces (finite
+    ``depth``); the background keeps its zero vector, as Cycles writes it."""
+    h, w = flow.shape[:2]
+    fixed = np.asarray(flow, dtype=np.float32)
+    out = fixed * np.float32(zoom)
+    out[..., 0] += np.float32(zoom - 1.0) * (np.arange(w, dtype=np.float32) + 0.5 - w / 2.0)[None, :]
+    out[..., 1] += np.float32(zoom - 1.0) * (np.arange(h, dtype=np.float32) + 0.5 - h / 2.0)[:, None]
+    out = np.where(np.isfinite(np.asarray(depth))[..., None], out, fixed)
+    return _motion_dtype(out)

@@ -17,8 +17,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import convert
-from ._deps import errors, jobs, model, pose, rigs, validation
+from . import compat, convert
+from ._deps import camera, errors, jobs, model, pose, rigs, validation
 from .exr import read_exr
 from .settings import ExtractSettings
 
@@ -107,6 +107,8 @@ def render_passes_in_blender(scene, view_layer_name: str, cam_obj, frames: list[
     temporary linked copy of ``scene``: the user's render settings are never
     touched and the copy is removed afterwards."""
     images_before = set(bpy.data.images.keys())
+    context_scene = bpy.context.scene
+    context_frame = (context_scene.frame_current, context_scene.frame_subframe)
     copy = scene.copy()
     try:
         copy.name = f"{scene.name} (greenlight passes)"
@@ -140,8 +142,7 @@ def render_passes_in_blender(scene, view_layer_name: str, cam_obj, frames: list[
         vl.use_pass_z = True
         vl.use_pass_vector = True
         settings = r.image_settings
-        settings.media_type = "MULTI_LAYER_IMAGE"    # 5.x: before file_format
-        settings.file_format = "OPEN_EXR_MULTILAYER"
+        compat.set_multilayer_exr_in_blender(settings)
         settings.exr_codec = "NONE"                  # exr.read_exr reads raw scanlines
         settings.color_depth = "32"
         out = []
@@ -149,9 +150,14 @@ def render_passes_in_blender(scene, view_layer_name: str, cam_obj, frames: list[
             # The copy shares the objects: the render reads their animated
             # state as the user's scene last evaluated it, so step both
             # (with the original left behind, every frame renders alike and
-            # the vector pass is zero; checked, bpy 5.0.1).
+            # the vector pass is zero; checked, bpy 5.0.1). The motion is
+            # evaluated around the context scene's frame: step it too when it
+            # is another scene (else only its current frame gets true vectors;
+            # checked, bpy 5.0.1).
             scene.frame_set(f)
             copy.frame_set(f)
+            if context_scene != scene:
+                context_scene.frame_set(f)
             path = scratch / f"passes_{f:06d}.exr"
             r.filepath = str(path)
             bpy.ops.render.render(write_still=True, scene=copy.name, layer=view_layer_name)
@@ -167,11 +173,26 @@ def render_passes_in_blender(scene, view_layer_name: str, cam_obj, frames: list[
         return out
     finally:
         bpy.data.scenes.remove(copy)
+        if context_scene != scene:
+            context_scene.frame_set(context_frame[0], subframe=context_frame[1])
         # Rendering creates the "Render Result" image when there was none.
         for name in set(bpy.data.images.keys()) - images_before:
             img = bpy.data.images[name]
             if img.type == "RENDER_RESULT":
                 bpy.data.images.remove(img)
+
+
+def zoomed_motion_in_blender(passes, cameras, width: int, height: int, scratch: Path):
+    """``passes`` with each frame's motion made to include a focal-length
+    change to the next frame (``cameras`` has one more than ``passes``) where
+    this Blender's Vector pass leaves it out (4.2, see ``compat``)."""
+    zooms = [camera.focal_length_px(b, width, height) / camera.focal_length_px(a, width, height)
+             for a, b in zip(cameras[:-1], cameras[1:])]
+    if all(abs(z - 1.0) < 1e-9 for z in zooms) or compat.vector_pass_follows_zoom_in_blender(
+            render_passes_in_blender, scratch):
+        return passes
+    return [(depth, motion if abs(z - 1.0) < 1e-9 else convert.motion_with_zoom(motion, depth, z))
+            for (depth, motion), z in zip(passes, zooms)]
 
 
 def shot_from_scene_in_blender(scene, settings: ExtractSettings, view_layer_name: str | None = None):
@@ -198,6 +219,15 @@ def shot_from_scene_in_blender(scene, settings: ExtractSettings, view_layer_name
                 else scene.view_layers[view_layer_name].depsgraph
             cameras.append(camera_sample_in_blender(scene, cam_obj, depsgraph))
             joints.append([joints_in_blender(obj, rig, depsgraph) for obj, rig in characters])
+        next_camera = cameras[-1]   # the camera one frame past the range: the last frame's motion looks there
+        if settings.motion:
+            scene.frame_set(end + 1)
+            depsgraph = bpy.context.evaluated_depsgraph_get() if bpy.context.scene == scene \
+                else scene.view_layers[view_layer_name].depsgraph
+            try:
+                next_camera = camera_sample_in_blender(scene, cam_obj, depsgraph)
+            except errors.GreenlightError:
+                pass   # e.g. lens shift keyed after the range: no zoom to account for there
         t_sample = time.perf_counter()
         passes = [(None, None)] * len(frames)
         if settings.depth or settings.motion or characters:
@@ -205,6 +235,8 @@ def shot_from_scene_in_blender(scene, settings: ExtractSettings, view_layer_name
             scratch.mkdir(parents=True, exist_ok=True)
             try:
                 passes = render_passes_in_blender(scene, view_layer_name, cam_obj, frames, width, height, scratch)
+                if settings.motion:
+                    passes = zoomed_motion_in_blender(passes, [*cameras, next_camera], width, height, scratch)
             finally:
                 if not settings.keep_scratch and not settings.scratch_dir:
                     shutil.rmtree(scratch, ignore_errors=True)
@@ -243,7 +275,7 @@ def prefs_in_blender(context=None):
     """The add-on preferences as a BridgeSettings (defaults when the add-on
     is registered without being enabled, e.g. from a source checkout)."""
     from .props import ADDON_ID, default_cache_dir
-    from .settings import BridgeSettings
+    from .settings import BridgeSettings, with_local_bridge
 
     context = context or bpy.context
     addon = context.preferences.addons.get(ADDON_ID)
@@ -251,8 +283,10 @@ def prefs_in_blender(context=None):
     if p is None:
         return BridgeSettings(address=os.environ.get("GREENLIGHT_ADDRESS", "127.0.0.1:50151"),
                               token=os.environ.get("GREENLIGHT_TOKEN", ""), cache_dir=default_cache_dir())
-    return BridgeSettings(address=p.address, tls=p.use_tls, token=p.token,
-                          cache_dir=bpy.path.abspath(p.cache_dir) if p.cache_dir else default_cache_dir())
+    settings = BridgeSettings(address=p.address, tls=p.use_tls, token=p.token,
+                              cache_dir=bpy.path.abspath(p.cache_dir) if p.cache_dir else default_cache_dir())
+    # the managed local bridge, when on, is where jobs, cancel and run-now go
+    return with_local_bridge(settings, bool(getattr(p, "use_local_bridge", False)))
 
 
 def next_version_in_blender(scene, shot: str) -> int:
@@ -305,7 +339,7 @@ def _channel_for_in_blender(se, label: str) -> int:
     for i, ch in enumerate(se.channels):
         if i > 0 and ch.name == label:
             return i
-    used = {s.channel for s in se.strips_all}
+    used = {s.channel for s in compat.all_strips_in_blender(se)}
     for i in range(1, len(se.channels)):
         if i not in used and se.channels[i].name.startswith("Channel"):
             se.channels[i].name = label
@@ -321,7 +355,7 @@ def place_frames_in_blender(scene, rec):
     frame_name = client_module().frame_name
     folder = Path(rec.folder)
     se = scene.sequence_editor or scene.sequence_editor_create()
-    strip = se.strips_all.get(rec.label)
+    strip = compat.all_strips_in_blender(se).get(rec.label)
     have = len(strip.elements) if strip is not None else 0
     names = []
     i = have
@@ -332,8 +366,8 @@ def place_frames_in_blender(scene, rec):
         if not names:
             return None
         channel = _channel_for_in_blender(se, rec.label)
-        strip = se.strips.new_image(name=rec.label, filepath=str(folder / names[0]), channel=channel,
-                                    frame_start=rec.frame_start, fit_method="FIT")
+        strip = compat.new_image_strip_in_blender(se, name=rec.label, filepath=str(folder / names[0]),
+                                                  channel=channel, frame_start=rec.frame_start, fit_method="FIT")
         strip.directory = str(folder) + os.sep
         names = names[1:]
     for name in names:

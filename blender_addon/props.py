@@ -19,7 +19,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from ._deps import jobs
+from ._deps import errors, jobs
 
 ADDON_ID = __package__
 MAX_SEED = 2**31 - 1   # Blender int properties are 32-bit
@@ -30,6 +30,21 @@ def default_cache_dir() -> str:
         return bpy.utils.extension_path_user(ADDON_ID, path="frames", create=True)
     except (ValueError, AttributeError):  # not installed as an extension (source checkout, tests)
         return str(Path(tempfile.gettempdir()) / "greenlight-frames")
+
+
+def _local_bridge_toggled(prefs, context):
+    from . import runtime
+
+    try:
+        if prefs.use_local_bridge:
+            runtime.start_local_bridge()
+        else:
+            runtime.stop_local_bridge()
+    except errors.GreenlightError as exc:   # shown in the preferences' status line
+        runtime.set_status(f"Local bridge: {str(exc).splitlines()[0]}")
+
+
+LOG_LINES_SHOWN = 6
 
 
 class GreenlightPreferences(bpy.types.AddonPreferences):
@@ -43,15 +58,53 @@ class GreenlightPreferences(bpy.types.AddonPreferences):
     cache_dir: StringProperty(name="Frame cache folder", default="", subtype="DIR_PATH",
                               description="Where returned frames are written (project/shot/vNNN); "
                                           "empty = the extension's user folder")
+    use_local_bridge: BoolProperty(name="Use a local bridge", default=False, update=_local_bridge_toggled,
+                                   description="Start `greenlight serve` on this machine (a free loopback port, "
+                                               "a fresh token) and send the jobs there instead of Bridge address")
+    bridge_python: StringProperty(name="Bridge Python", default="", subtype="FILE_PATH",
+                                  description="Python interpreter (or venv folder) that has Greenlight installed; "
+                                              "empty = the add-on's own environment (Install Bridge creates it)")
+    bridge_diffusion: BoolProperty(name="Diffusion models", default=False,
+                                   description="Install Bridge also installs greenlight[diffusion] (torch, "
+                                               "diffusers: several GB); without it only the guides backend runs")
 
     def draw(self, context):
         col = self.layout.column()
-        col.prop(self, "address")
-        col.prop(self, "use_tls")
-        col.prop(self, "token")
+        box = col.box()
+        box.prop(self, "use_local_bridge")
+        if self.use_local_bridge:
+            draw_local_bridge(box, self)
+        sub = col.column()
+        sub.active = not self.use_local_bridge
+        sub.prop(self, "address")
+        sub.prop(self, "use_tls")
+        sub.prop(self, "token")
         col.prop(self, "cache_dir")
         if not bpy.app.online_access:
             col.label(text="Online access is off: only a bridge on this machine can be used", icon="INFO")
+
+
+def draw_local_bridge(layout, prefs=None) -> None:
+    """Bridge Python, the buttons, the status line and the last log lines."""
+    from . import runtime
+
+    if prefs is not None:
+        layout.prop(prefs, "bridge_python")
+        layout.prop(prefs, "bridge_diffusion")
+    row = layout.row(align=True)
+    row.operator("greenlight.bridge_start", icon="PLAY")
+    row.operator("greenlight.bridge_stop", icon="CANCEL")
+    row.operator("greenlight.bridge_restart", icon="FILE_REFRESH")
+    row.operator("greenlight.bridge_install", icon="IMPORT")
+    layout.label(text=runtime.bridge_status())
+    lb = runtime.LOCAL["bridge"]
+    lines = runtime.LOCAL["install_lines"][-LOG_LINES_SHOWN:] if runtime.LOCAL["install"] is not None \
+        else (lb.log_tail(LOG_LINES_SHOWN) if lb is not None else [])
+    if lines:
+        logs = layout.box().column(align=True)
+        logs.scale_y = 0.7
+        for line in lines:
+            logs.label(text=line[-160:])
 
 
 class GreenlightJob(bpy.types.PropertyGroup):

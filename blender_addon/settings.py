@@ -5,9 +5,10 @@ No bpy here."""
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import local_bridge
 from ._deps import client_settings, errors, request
 
 
@@ -79,3 +80,27 @@ def check_online_access(address: str, online_access: bool) -> None:
             f"the bridge address {address!r} is not on this machine and Blender's online access is off: "
             "enable Preferences > System > Network > Allow Online Access, or run a local bridge "
             "(`greenlight serve`) and use 127.0.0.1:50151")
+
+
+def with_local_bridge(settings: BridgeSettings, enabled: bool) -> BridgeSettings:
+    """``settings`` aimed at the add-on's local bridge when "Use a local
+    bridge" is on and one has been started: its loopback address and
+    token, no TLS. Unchanged when the option is off or none was started."""
+    lb = local_bridge.current()
+    if not enabled or lb is None or not lb.address:
+        return settings
+    return replace(settings, address=lb.address, token=lb.token, tls=False, tls_root_cert="")
+
+
+def check_local_bridge(enabled: bool) -> None:
+    """Refuse to submit while "Use a local bridge" is on and it is not serving."""
+    if not enabled:
+        return
+    lb = local_bridge.current()
+    if lb is None:
+        raise errors.PreconditionError("the local bridge is not running: press Start in "
+                                       "Preferences > Add-ons > Greenlight (Local bridge)")
+    lb.poll()
+    if lb.state is not local_bridge.BridgeState.SERVING:
+        raise errors.PreconditionError(f"the local bridge is {lb.state.value}: {lb.message}; "
+                                       "press Start or Restart in Preferences > Add-ons > Greenlight")

@@ -1,10 +1,16 @@
-"""Sidebar panels in the 3D viewport and the Video Sequencer (same content)."""
+"""Sidebar panels in the 3D viewport and the Video Sequencer (same content),
+and the local bridge's buttons (Start, Stop, Restart, Install Bridge)."""
 
 from __future__ import annotations
 
+import logging
+
 import bpy
 
-from . import host
+from . import host, runtime
+from ._deps import errors
+
+log = logging.getLogger(__name__)
 
 
 class GREENLIGHT_UL_jobs(bpy.types.UIList):
@@ -51,6 +57,8 @@ def draw_panel(layout, context):
     except Exception as exc:  # a bad name: the Generate button reports it
         col.label(text=str(exc), icon="ERROR")
     col.operator("greenlight.generate", icon="RENDER_ANIMATION")
+    if runtime.use_local_bridge():
+        col.label(text=runtime.bridge_status(), icon="NETWORK_DRIVE")
     status = getattr(context.window_manager, "greenlight_status", "")
     if status:
         col.label(text=status)
@@ -96,7 +104,64 @@ class GREENLIGHT_PT_sequencer(bpy.types.Panel):
         draw_panel(self.layout, context)
 
 
-CLASSES = (GREENLIGHT_UL_jobs, GREENLIGHT_PT_view3d, GREENLIGHT_PT_sequencer)
+class _BridgeOperator(bpy.types.Operator):
+    def execute(self, context):
+        try:
+            self.act()
+        except errors.GreenlightError as exc:
+            log.info("local bridge: %s", exc)
+            self.report({"ERROR"}, str(exc).splitlines()[0])
+            return {"CANCELLED"}
+        self.report({"INFO"}, runtime.bridge_status())
+        return {"FINISHED"}
+
+
+class GREENLIGHT_OT_bridge_start(_BridgeOperator):
+    """Start the local Greenlight bridge (a free loopback port and a fresh token)"""
+
+    bl_idname = "greenlight.bridge_start"
+    bl_label = "Start"
+
+    def act(self):
+        runtime.start_local_bridge()
+
+
+class GREENLIGHT_OT_bridge_stop(_BridgeOperator):
+    """Stop the local Greenlight bridge"""
+
+    bl_idname = "greenlight.bridge_stop"
+    bl_label = "Stop"
+
+    def act(self):
+        runtime.stop_local_bridge()
+
+
+class GREENLIGHT_OT_bridge_restart(_BridgeOperator):
+    """Stop and start the local Greenlight bridge"""
+
+    bl_idname = "greenlight.bridge_restart"
+    bl_label = "Restart"
+
+    def act(self):
+        runtime.restart_local_bridge()
+
+
+class GREENLIGHT_OT_bridge_install(_BridgeOperator):
+    """Create the add-on's own Python environment for the bridge and pip install Greenlight into it
+    (needs online access; minutes)"""
+
+    bl_idname = "greenlight.bridge_install"
+    bl_label = "Install Bridge"
+
+    def act(self):
+        if not bpy.app.online_access:
+            raise errors.PreconditionError("installing the bridge downloads packages: enable Preferences > System > "
+                                           "Network > Allow Online Access, or set Bridge Python")
+        runtime.install_local_bridge()
+
+
+CLASSES = (GREENLIGHT_UL_jobs, GREENLIGHT_PT_view3d, GREENLIGHT_PT_sequencer, GREENLIGHT_OT_bridge_start,
+           GREENLIGHT_OT_bridge_stop, GREENLIGHT_OT_bridge_restart, GREENLIGHT_OT_bridge_install)
 
 
 def register():

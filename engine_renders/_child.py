@@ -63,4 +63,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from blender_addon import compat
+
+    compat.end_process_in_blender(main(sys.argv[1:]))   # bpy 4.2.23 segfaults at a plain exit after Rigify

@@ -14,6 +14,8 @@ import math
 import bpy
 from mathutils import Matrix, Quaternion, Vector
 
+from blender_addon import compat
+
 # ---------------------------------------------------------------- scene, camera, keys
 
 
@@ -67,15 +69,7 @@ def make_linear_in_blender(owner) -> None:
 
 
 def fcurves_in_blender(action) -> list:
-    # 5.x: keyframes live in slotted actions (layers > strips > channelbags).
-    if hasattr(action, "fcurves"):
-        return list(action.fcurves)
-    curves = []
-    for layer in action.layers:
-        for strip in layer.strips:
-            for bag in strip.channelbags:
-                curves.extend(bag.fcurves)
-    return curves
+    return compat.action_fcurves_in_blender(action)   # the version difference lives in blender_addon.compat
 
 
 def key_camera_path_in_blender(cam, frames: int, eyes, targets) -> None:

@@ -76,17 +76,9 @@ def key_linear(obj, frames_values, path="location"):
 
 
 def _linear(obj):
-    # 5.x: keyframes live in slotted actions (channelbags); older: action.fcurves.
-    action = obj.animation_data.action
-    curves = []
-    if hasattr(action, "fcurves"):
-        curves = list(action.fcurves)
-    else:
-        for layer in action.layers:
-            for strip in layer.strips:
-                for bag in strip.channelbags:
-                    curves.extend(bag.fcurves)
-    for fc in curves:
+    from blender_addon import compat
+
+    for fc in compat.action_fcurves_in_blender(obj.animation_data.action):
         for k in fc.keyframe_points:
             k.interpolation = "LINEAR"
 
@@ -186,6 +178,31 @@ def scenario_motion(args):
     return _save_shot(shot, Path(args["out"]))
 
 
+def scenario_zoom(args):
+    """The camera zooms (lens keyed) while it dollies, in a scene that is not
+    the context scene: both change how Cycles' Vector pass must be read
+    (compat.vector_pass_follows_zoom_in_blender, host.render_passes_in_blender)."""
+    import bpy
+
+    from blender_addon import compat, host
+
+    context = new_scene(args["width"], args["height"])
+    scene = bpy.data.scenes.new("Zoom")
+    r = scene.render
+    r.resolution_x, r.resolution_y, r.resolution_percentage = args["width"], args["height"], 100
+    cam = add_camera(scene)
+    key_linear(cam, [(1, (0, 0, 0)), (4, (0.6, 0.0, 0.3))])
+    key_linear(cam.data, [(1, 30.0), (4, 45.0)], path="lens")
+    add_quad(scene, [(-30, -30, -8), (30, -30, -8), (30, 30, -8), (-30, 30, -8)], "Back")
+    add_quad(scene, [(-1, -1, -4), (1.5, -1, -3.5), (1.5, 1, -3.5), (-1, 1, -4)], "Front")
+    scene.frame_start, scene.frame_end = 1, 3
+    shot = host.shot_from_scene_in_blender(scene, _settings(resolution_scale=1.0, pose=False))
+    return _save_shot(shot, Path(args["out"])) | {
+        "context": bpy.context.scene.name, "context_frame": context.frame_current,
+        "follows_zoom": compat._PROBED.get("zoom"), "version": bpy.app.version_string,
+        "data": {kind: len(getattr(bpy.data, kind)) for kind in ("scenes", "objects", "cameras", "meshes", "actions")}}
+
+
 def scenario_pose(args):
     """The test figure, moved and turned; a card in front of its right knee;
     its left arm reaches out of frame. Also the shipped Human metarig is
@@ -224,7 +241,7 @@ def scenario_bad_input(args):
     leaves the file unchanged (compared through a fingerprint)."""
     import bpy
 
-    from blender_addon import host
+    from blender_addon import compat, host
     from blender_addon._deps import errors
 
     def fingerprint():
@@ -233,7 +250,8 @@ def scenario_bad_input(args):
             "scenes": sorted(x.name for x in bpy.data.scenes), "objects": sorted(o.name for o in bpy.data.objects),
             "frame": s.frame_current, "engine": s.render.engine, "res": [s.render.resolution_x, s.render.resolution_y],
             "passes": [s.view_layers[0].use_pass_z, s.view_layers[0].use_pass_vector],
-            "images": len(bpy.data.images), "strips": len(s.sequence_editor.strips_all) if s.sequence_editor else 0,
+            "images": len(bpy.data.images),
+            "strips": len(compat.all_strips_in_blender(s.sequence_editor)) if s.sequence_editor else 0,
             "filepath": s.render.filepath, "format": s.render.image_settings.file_format,
         })
 
@@ -335,7 +353,9 @@ def _dolly_scene(frames=12, first=101, render=(256, 144)):
 def _strip_report(scene):
     se = scene.sequence_editor
     strips = []
-    for s in (se.strips_all if se else ()):
+    from blender_addon import compat
+
+    for s in (compat.all_strips_in_blender(se) if se else ()):
         strips.append({
             "name": s.name, "type": s.type, "channel": s.channel, "channel_name": se.channels[s.channel].name,
             "start": s.frame_final_start, "end": s.frame_final_end, "duration": s.frame_final_duration,
@@ -478,5 +498,284 @@ def main(argv):
     sys.stdout.flush()
 
 
+# ---------------------------------------------------------------- headless CI (test_blender_headless, test_cli)
+def scenario_save_scene(args):
+    """Save the dolly scene to ``args["blend"]``; ``camera: false`` leaves it
+    without an active camera, ``unmapped_rig`` adds an armature no mapping fits."""
+    import bpy
+
+    scene = _dolly_scene(frames=args.get("frames", 4))
+    if not args.get("camera", True):
+        scene.camera = None
+    if args.get("unmapped_rig"):
+        add_figure(scene, name="Crane", bones={"boom": ((0, 0, 0), (0, 0, 1), None),
+                                               "jib": ((0, 0, 1), (1, 0, 1), "boom")})
+    bpy.ops.wm.save_as_mainfile(filepath=str(args["blend"]))
+    return {"blend": str(args["blend"]), "scene": scene.name, "frame_start": scene.frame_start,
+            "frame_end": scene.frame_end}
+
+
+def scenario_blend_strips(args):
+    """Reopen a saved .blend and list its VSE strips and Greenlight job records."""
+    import bpy
+
+    bpy.ops.wm.open_mainfile(filepath=str(args["blend"]))
+    from blender_addon import props
+
+    if not hasattr(bpy.types.Scene, "greenlight"):
+        props.register()
+    scene = bpy.context.scene
+    out = _strip_report(scene)
+    from blender_addon import compat
+
+    se = scene.sequence_editor
+    for strip, s in zip(out["strips"], compat.all_strips_in_blender(se) if se else ()):
+        strip["files"] = [e.filename for e in s.elements]
+    return out
+
+
+def scenario_headless_codes(args):
+    """Save ``args["blends"]`` (name -> save_scene args), then run
+    ``headless.main(argv)`` for each case in order: its exit code, the first
+    line of its stderr, whether a traceback followed, how many times it got as
+    far as extracting (the pass render) and how long it took. A case with
+    ``bug`` has the extraction raise ZeroDivisionError (an unexpected error)."""
+    import contextlib
+    import io
+    import time
+
+    for blend_args in args["blends"].values():
+        scenario_save_scene(blend_args)
+    from blender_addon import headless, host
+
+    original = host.shot_from_scene_in_blender
+    out = {}
+    for case in args["cases"]:
+        calls = []
+
+        def extract(*a, _bug=case.get("bug"), _calls=calls, **k):
+            _calls.append(1)
+            return 1 / 0 if _bug else original(*a, **k)
+
+        host.shot_from_scene_in_blender = extract
+        err = io.StringIO()
+        t0 = time.monotonic()
+        with contextlib.redirect_stderr(err):
+            code = headless.main(case["argv"])
+        text = err.getvalue()
+        out[case["name"]] = {"code": code, "seconds": time.monotonic() - t0, "extracted": len(calls),
+                             "error": next((ln for ln in text.splitlines() if ln.startswith("greenlight:")), ""),
+                             "traceback": "Traceback (most recent call last)" in text}
+    host.shot_from_scene_in_blender = original
+    return out
+
+
+SCENARIOS.update(save_scene=scenario_save_scene, blend_strips=scenario_blend_strips,
+                 headless_codes=scenario_headless_codes)
+
+
+# ---------------------------------------------------------------- local bridge (test_local_bridge)
+def _bridge_pump(runtime, state, timeout_s=60):
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    lb = runtime.LOCAL["bridge"]
+    while time.monotonic() < deadline:
+        runtime.local_bridge_tick()   # what the bpy.app.timers callback runs (bpy as a module has no event loop)
+        lb = runtime.LOCAL["bridge"]
+        if lb is not None and lb.state.value == state:
+            break
+        time.sleep(0.1)
+    return {"state": lb.state.value if lb else None, "pid": lb.pid if lb else None,
+            "address": lb.address if lb else "", "message": lb.message if lb else ""}
+
+
+def _pid_alive(pid):
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def scenario_local_bridge(args):
+    """"Use a local bridge" in real Blender: turning it on starts the bridge,
+    disabling the add-on (unregister) stops it, enabling the add-on with the
+    preference set starts it again, the jobs' settings point at it, a crash
+    is restarted once by the timer, and the last disable leaves no process."""
+    import signal
+
+    import bpy
+
+    import addon_utils
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    _enable_addon()
+    from blender_addon import host, runtime
+    from blender_addon.settings import with_local_bridge
+
+    prefs = bpy.context.preferences.addons["blender_addon"].preferences
+    prefs.bridge_python = args["python"]
+    prefs.use_local_bridge = True          # the update callback starts it (without blocking)
+    out = {"toggled_on": _bridge_pump(runtime, "serving")}
+    addon_utils.disable("blender_addon", default_set=False, handle_error=_raise)
+    out["after_disable"] = {"alive": _pid_alive(out["toggled_on"]["pid"]),
+                            "state": runtime.LOCAL["bridge"].state.value if runtime.LOCAL["bridge"] else "stopped"}
+    _enable_addon()
+    prefs = bpy.context.preferences.addons["blender_addon"].preferences
+    out["pref_kept"] = prefs.use_local_bridge
+    out["enabled_again"] = _bridge_pump(runtime, "serving")
+    lb = runtime.LOCAL["bridge"]
+    jobs = with_local_bridge(host.prefs_in_blender(), runtime.use_local_bridge())
+    out["jobs_settings"] = {"address": jobs.address, "token_matches": bool(lb.token) and jobs.token == lb.token,
+                            "tls": jobs.tls}
+    os.kill(lb.pid, signal.SIGKILL)
+    import time
+
+    deadline = time.monotonic() + 10
+    while lb.pid == out["enabled_again"]["pid"] and time.monotonic() < deadline:
+        runtime.local_bridge_tick()
+        time.sleep(0.05)
+    out["crash"] = _bridge_pump(runtime, "serving")
+    out["crash"]["status"] = bpy.context.window_manager.greenlight_status
+    pid = lb.pid
+    addon_utils.disable("blender_addon", default_set=True, handle_error=_raise)
+    out["final"] = {"alive": _pid_alive(pid), "state": lb.state.value}
+    return out
+
+
+SCENARIOS.update(local_bridge=scenario_local_bridge)
+
+
+# ---------------------------------------------------------------- dependency check, platform zips (test_blender_build)
+class _ImportBlock:
+    """A meta-path finder for the tests: the modules ``names`` (and their submodules) cannot be imported from
+    ``blocked_dirs`` (from anywhere when None), as if this Python did not have them there."""
+
+    def __init__(self, names, blocked_dirs=None):
+        self.names = tuple(names)
+        self.blocked_dirs = None if blocked_dirs is None else tuple(os.path.realpath(d) for d in blocked_dirs)
+
+    def _blocked(self, path):
+        real = os.path.realpath(path)
+        return any(real == d or real.startswith(d + os.sep) for d in self.blocked_dirs)
+
+    def find_spec(self, fullname, path=None, target=None):
+        import importlib.machinery
+
+        if not any(fullname == n or fullname.startswith(n + ".") for n in self.names):
+            return None
+        if self.blocked_dirs is not None:
+            search = [p for p in (sys.path if path is None else path) if isinstance(p, str) and not self._blocked(p)]
+            spec = importlib.machinery.PathFinder.find_spec(fullname, search, target)
+            if spec is not None:
+                return spec
+        raise ModuleNotFoundError(f"No module named {fullname!r} (blocked by the test)", name=fullname)
+
+
+_CLIENT_MODULES = ("grpc", "google.protobuf", "google.rpc", "typing_extensions")
+
+
+def _block_imports(block):
+    """``"site"``: the client's modules only from outside today's site-packages (so from the wheels an
+    extension installs); a list: these modules from nowhere."""
+    if not block:
+        return None
+    if block == "site":
+        finder = _ImportBlock(_CLIENT_MODULES, [p for p in sys.path if "site-packages" in p or "dist-packages" in p])
+    else:
+        finder = _ImportBlock(block)
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
+def _module_files():
+    out = {}
+    for name in ("numpy", *_CLIENT_MODULES, "google.rpc.status_pb2", "grpc._cython.cygrpc"):
+        mod = sys.modules.get(name)
+        out[name] = getattr(mod, "__file__", None) if mod is not None else None
+    return out
+
+
+def _addon_state(name):
+    import bpy
+
+    check = sys.modules[name + ".deps_check"]
+    addon = bpy.context.preferences.addons.get(name)
+    return {
+        "op_generate": hasattr(bpy.types, "GREENLIGHT_OT_generate"),
+        "panel_3d": hasattr(bpy.types, "GREENLIGHT_PT_view3d"),
+        "notice_3d": hasattr(bpy.types, "GREENLIGHT_PT_deps_view3d"),
+        "notice_vse": hasattr(bpy.types, "GREENLIGHT_PT_deps_sequencer"),
+        "prefs": type(addon.preferences).__name__ if addon is not None and addon.preferences is not None else None,
+        "notice": list(check._NOTICE["lines"]),
+        "command": check._NOTICE["command"],
+    }
+
+
+def scenario_deps_install(args):
+    """Install a built zip with enable (Get Extensions > Install from Disk) into an isolated user folder, with
+    the client's modules blocked as ``args["block"]`` says; report what registered and where they came from."""
+    finder = _block_imports(args.get("block"))
+    import bpy
+
+    import addon_utils
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    result = bpy.ops.extensions.package_install_files(filepath=args["zip"], repo="user_default",
+                                                      enable_on_install=True)
+    name = next((m for m in bpy.context.preferences.addons.keys() if m.endswith(".greenlight")), None)
+    out = {"result": sorted(result), "addon": name, "python": list(sys.version_info[:2]),
+           "user": bpy.utils.resource_path("USER")}
+    if not name:
+        return out
+    out["enabled"] = _addon_state(name)
+    out["files"] = _module_files()
+    out["missing_after"] = [m.distribution for m in sys.modules[name + ".deps_check"].missing()]
+    if "google.protobuf" in sys.modules:
+        from google.protobuf.internal import api_implementation
+
+        out["protobuf_impl"] = api_implementation.Type()
+    site = Path(bpy.utils.user_resource("EXTENSIONS", path=".local"))
+    out["site_files"] = sorted(p.name for p in site.rglob("cygrpc*")) if site.is_dir() else []
+    if out["enabled"]["op_generate"]:
+        out["stub_module"] = sys.modules[name + "._deps"].client_module().client.bridge_pb2.__name__
+    addon_utils.disable(name, default_set=True, handle_error=_raise)
+    out["disabled"] = _addon_state(name)
+    if finder is not None:
+        sys.meta_path.remove(finder)
+    return out
+
+
+def scenario_deps_enable(args):
+    """Enable the source add-on with ``args["block"]`` unimportable: it registers only the notice; then
+    without the block, enabling again registers everything."""
+    finder = _block_imports(args["block"])
+    import bpy
+
+    import addon_utils
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    out = {}
+    _enable_addon()
+    out["blocked"] = _addon_state("blender_addon")
+    addon_utils.disable("blender_addon", default_set=True, handle_error=_raise)
+    out["blocked_disabled"] = _addon_state("blender_addon")
+    sys.meta_path.remove(finder)
+    _enable_addon()
+    out["unblocked"] = _addon_state("blender_addon")
+    addon_utils.disable("blender_addon", default_set=True, handle_error=_raise)
+    out["unblocked_disabled"] = _addon_state("blender_addon")
+    return out
+
+
+SCENARIOS.update(deps_install=scenario_deps_install, deps_enable=scenario_deps_enable)
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])
+    from blender_addon import compat
+
+    compat.end_process_in_blender(0)   # a plain exit segfaults on bpy 4.2.23 after an add-on registered classes

@@ -50,6 +50,49 @@ def test_motion_vectors_match_analytic_flow_within_0_1_px(tmp_path):
         assert motion[36, 64, 0] < 0 and motion[36, 64, 1] > 0
 
 
+def test_motion_follows_a_zoom_in_a_scene_that_is_not_the_context_one(tmp_path):
+    """Cycles 4.2 leaves a focal-length change out of the Vector pass (added
+    back from the camera samples), and every version evaluates the motion
+    around the context scene's frame (stepped along): on every Blender the
+    motion is the analytic flow of the zooming, dollying camera."""
+    r = run_scenario("zoom", out=tmp_path, width=96, height=54)
+    assert r["context"] != "Zoom" and r["context_frame"] == 1, "the context scene is left as it was"
+    assert r["follows_zoom"] is (not r["version"].startswith("4.2")), r["version"]   # DESIGN section 10
+    # the probe render left nothing behind: the two scenes, a camera and two planes, two actions at most
+    assert r["data"]["scenes"] == 2 and r["data"]["objects"] == 3 and r["data"]["cameras"] == 1
+    assert r["data"]["meshes"] == 2 and r["data"]["actions"] <= 2
+    lens = [f["camera"]["focal_length_mm"] for f in r["frames"]]
+    np.testing.assert_allclose(lens, [30.0, 35.0, 40.0], rtol=1e-5)
+    for i in range(3):   # the last frame's motion looks at frame 4 (lens 45 mm)
+        cam0 = _camera(tmp_path, i, r)
+        if i < 2:
+            cam1 = _camera(tmp_path, i + 1, r)
+        else:
+            world = np.load(tmp_path / "camera_2.npy")
+            world[:3, 3] += (0.2, 0.0, 0.1)
+            cam1 = CameraSample(world, **(r["frames"][2]["camera"] | {"focal_length_mm": 45.0}))
+        depth = np.load(tmp_path / f"depth_{i}.npy")
+        motion = np.load(tmp_path / f"motion_{i}.npy").astype(np.float64)
+        expected = static_forward_flow(cam0, cam1, depth)
+        valid = np.isfinite(depth)
+        assert np.abs(expected[valid]).max() > 3, "the zoom must actually move the image"
+        assert np.abs(motion - expected)[valid].max() < 0.1, i
+
+
+def test_zoom_correction_scales_the_flow_about_the_image_centre():
+    from blender_addon.convert import motion_with_zoom
+
+    flow = np.zeros((4, 6, 2), np.float16)
+    flow[..., 0] = 1.0
+    depth = np.full((4, 6), 5.0, np.float32)
+    depth[0, 0] = np.inf
+    out = motion_with_zoom(flow, depth, 1.5)
+    assert out.dtype == np.float16
+    # pixel (row 3, col 5): centre (5.5, 3.5) is (2.5, 1.5) from the image centre (3, 2)
+    assert out[3, 5].tolist() == [0.5 * 2.5 + 1.5 * 1.0, 0.5 * 1.5]
+    assert out[0, 0].tolist() == [1.0, 0.0], "background keeps the pass's vector"
+
+
 def _figure_world(location, rot_z_deg):
     heads = {name: np.array(head, dtype=float) for name, (head, _, _) in FIGURE_BONES.items()}
     heads["hand.R"] = heads["forearm.R"] + np.array([0, 0, 0.3])  # the posed forearm points up

@@ -71,11 +71,11 @@ def test_each_sample_renders_in_blender_with_the_addon_extraction(rendered, shot
     for name in NAMES:
         r, shot = rendered[name], shots[name]
         assert not r.cached and r.path.name == f"{name}.glshot"
-        assert r.info["bpy"].startswith("5.") and r.timings["extract"] > 0
+        assert r.info["bpy"][:1].isdigit() and r.timings["extract"] > 0
         assert (shot.frame_count, shot.width, shot.height, shot.frame_start) == (F, W, H, 1)
         assert (shot.fps.numerator, shot.fps.denominator) == (24, 1)
         assert shot.tags.project == "samples" and shot.tags.shot == name
-        assert shot.source.startswith("blender 5.") and name in shot.source
+        assert shot.source.startswith(f"blender {r.info['bpy']}: ") and name in shot.source
         # the add-on's method ids: extraction is the add-on's, not a copy
         assert shot.pass_methods["camera"] == "blender-evaluated-camera"
         assert shot.pass_methods["depth"] == "cycles-1spp-depth-pass"
