@@ -174,3 +174,32 @@ def test_a_shifted_job_saves_what_the_same_signal_says_it_would_have_cost_at_sub
         [*(f.co2e_g_location for f in report.per_frame),
          *(a.unattributed_co2e_g_location for a in report.attempts if a.unattributed_wh > 0)])
     assert report.scheduling.saved_g_vs_submit > 0 and "realised" in report.scheduling.saved_basis
+
+
+class DownSignal:
+    """A carbon signal whose provider is down: counts how often it is asked."""
+
+    name = "down"
+
+    def __init__(self):
+        self.calls = 0
+
+    def intensity(self, region, at=None):
+        from bridge.energy.signals import SignalError
+
+        self.calls += 1
+        raise SignalError(self.name, "provider timed out")
+
+    def forecast(self, region, start, end):
+        return self.intensity(region)
+
+
+def test_a_signal_outage_prices_at_the_static_figure_without_asking_at_every_frame(start_bridge, small_shot):
+    bridge = start_bridge()
+    down = bridge.manager.executor.signal = DownSignal()
+    with BridgeClient(bridge.address) as client:
+        job = client.submit(small_shot).job
+        report = list(client.watch(job.job_id))[-1].report
+    assert report.state is JobState.COMPLETED and down.calls == 1     # not once per frame
+    assert {f.intensity_kind for f in report.per_frame} == {"static"}
+    assert all("signal unavailable: provider timed out" in f.intensity_source for f in report.per_frame)

@@ -33,6 +33,7 @@ from ..jobs.store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_S = 5.0    # an attempt's energy is stored at least this often (and with every frame)
+SIGNAL_RETRY_S = 60.0       # after a carbon-signal outage, frames use the static figure this long before a retry
 
 
 @dataclass
@@ -158,6 +159,7 @@ class LocalExecutor:
         self.signal = signal
         self.clock = clock
         self._points: dict[str, IntensityPoint] = {}     # region -> the last point the signal gave
+        self._outage: dict[str, tuple[float, str]] = {}   # region -> (monotonic until, why): no retry per frame
         self.channels = channels
         self.backends = backends
         self.meter = meter
@@ -222,9 +224,13 @@ class LocalExecutor:
         at = datetime.fromtimestamp(t, UTC)
         point = self._points.get(site.grid_region)
         if point is None or not point.start <= at < point.end:
+            outage = self._outage.get(site.grid_region)
+            if outage is not None and time.monotonic() < outage[0]:
+                return static_intensity(site, outage[1])
             try:
                 point = self.signal.intensity(site.grid_region, at)
-            except SignalError as exc:
+            except SignalError as exc:   # asked again after SIGNAL_RETRY_S, not at every frame
+                self._outage[site.grid_region] = (time.monotonic() + SIGNAL_RETRY_S, f"signal unavailable: {exc}")
                 return static_intensity(site, f"signal unavailable: {exc}")
             self._points[site.grid_region] = point
         if point.provider == "static":    # the chain's last resort: the site's own figure is the better static one
