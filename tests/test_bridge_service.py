@@ -325,3 +325,25 @@ def test_watch_from_frame_skips_earlier_frames(start_bridge, small_shot):
         events = list(client.watch(job.job_id, from_frame=4))
         assert [e.frame.index for e in events if e.kind is EventKind.FRAME] == [4, 5]
         assert events[-1].kind is EventKind.COMPLETED
+
+
+def test_a_cancel_that_arrives_while_the_job_starts_is_not_lost(start_bridge, small_shot):
+    """The store says RUNNING a moment before the executor has registered
+    the attempt: a cancel in that moment used to find nothing to cancel, and
+    the job ran to the end. Now the attempt sees it when it registers."""
+    from tests.helpers.backends import PacedBackend
+
+    bridge = start_bridge(backends={"paced": PacedBackend(frame_s=0.2)})
+    executor = bridge.manager.executor
+    original = executor._new_attempt
+
+    def cancel_in_the_gap(job, done):
+        executor.cancel_running(job.job_id)      # the job is RUNNING in the store, not yet registered
+        return original(job, done)
+
+    executor._new_attempt = cancel_in_the_gap
+    with BridgeClient(bridge.address) as client:
+        job = client.submit(small_shot, GenerationSettings(backend="paced")).job
+        events = list(client.watch(job.job_id))
+    assert events[-1].kind is EventKind.CANCELLED
+    assert not [e for e in events if e.kind is EventKind.FRAME]

@@ -169,6 +169,8 @@ class LocalExecutor:
         self.meter_reason = getattr(meter, "name", type(meter).__name__)   # what was chosen and why
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._running: dict[str, _Attempt] = {}
+        # cancels that arrived after a job turned RUNNING in the store but before its attempt was registered
+        self._cancel_pending: set[str] = set()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"greenlight-{d}", daemon=True) for d in devices]
         self._stopping = threading.Event()
@@ -195,8 +197,9 @@ class LocalExecutor:
     def cancel_running(self, job_id: str) -> bool:
         with self._lock:
             attempt = self._running.get(job_id)
-        if attempt is None:
-            return False
+            if attempt is None:
+                self._cancel_pending.add(job_id)    # it is starting: its attempt sees this when registered
+                return False
         attempt.cancel_event.set()
         return True
 
@@ -262,6 +265,9 @@ class LocalExecutor:
         self.store.save_attempt(job_id, attempt.checkpoint())
         with self._lock:
             self._running[job_id] = attempt
+            if job_id in self._cancel_pending:
+                self._cancel_pending.discard(job_id)
+                attempt.cancel_event.set()
         self.channels.notify(job_id)
         return attempt
 

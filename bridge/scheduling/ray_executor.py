@@ -243,11 +243,10 @@ class RayExecutor(LocalExecutor):
             self._owns_ray = False
 
     def cancel_running(self, job_id: str) -> bool:
+        if not super().cancel_running(job_id):
+            return False    # starting: its attempt is cancelled when registered, before the task is sent
         with self._lock:
             attempt = self._running.get(job_id)
-        if attempt is None:
-            return False
-        attempt.cancel_event.set()
         if isinstance(attempt, _RayAttempt):
             self._send_cancel(attempt)
         return True
@@ -300,6 +299,8 @@ class RayExecutor(LocalExecutor):
                                                             f"submitted to Ray at site {site_name}"))
         error: str | None = None
         try:
+            if attempt.cancelled:
+                raise GreenlightError("cancelled before it was sent to Ray")
             if not self.site_available(site_name):
                 raise GreenlightError(
                     f"no Ray node offers resource {site_resource(site_name)!r}: start the site's nodes with "
