@@ -210,14 +210,22 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.budget
     t0 = time.monotonic()
     results = []
+    n_passed = n_failed = 0
     for bpy in versions:
         ok, detail = run_version(bpy, MATRIX[bpy], args, pytest_extra, deadline)
         line = f"blender-matrix: bpy {bpy} (Python {MATRIX[bpy]}): {'PASS' if ok else 'FAIL'} {detail}"
         print(line, flush=True)
         results.append(ok)
+        summary = detail.split(";", 1)[0]
+        n_passed += sum(int(n) for n in re.findall(r"(\d+) passed", summary))
+        n_failed += sum(int(n) for n in re.findall(r"(\d+) (?:failed|errors?)\b", summary))
+        if not ok and not re.search(r"\d+ (?:failed|errors?)\b", summary):
+            n_failed += 1     # a version that could not be set up or ran over its time counts as a failure
     failed = results.count(False)
     print(f"blender-matrix: {len(results) - failed}/{len(results)} versions passed in {time.monotonic() - t0:.0f}s",
           flush=True)
+    # the plain closing line CI reads, over every version's tests
+    print(f"blender-matrix: {n_passed} passed, {n_failed} failed", flush=True)
     return 1 if failed else 0
 
 
