@@ -69,6 +69,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _report import table  # noqa: E402  benchmarks/_report.py (benchmarks/ is on sys.path)
+
 from bridge.energy.signals import FallbackChain, IntensityPoint, SignalError, StaticTable  # noqa: E402
 from bridge.scheduling.carbon_planner import PlanJob, PlanSite, default_margin, plan  # noqa: E402
 from bridge.scheduling.forecast import StepForecast, build_step_forecast  # noqa: E402
@@ -106,14 +108,6 @@ def load(path: Path, noise: float = 0.0, rng: np.random.Generator | None = None)
         out.append(IntensityPoint(t, end, v, f"{path.name}" + (" + 5% noise" if noise else ""),
                                   forecast=bool(noise), provider="trace"))
     return out
-
-
-def table(rows: list[tuple], head: tuple) -> str:
-    cells = [tuple(str(c) for c in head)] + [tuple(str(c) for c in r) for r in rows]
-    w = [max(len(r[i]) for r in cells) for i in range(len(head))]
-    lines = ["  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)) for r in cells]
-    lines.insert(1, "  ".join("-" * x for x in w))
-    return "\n".join(lines)
 
 
 class TraceSignal:

@@ -29,6 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _report import table  # benchmarks/_report.py (scripts run with benchmarks/ on sys.path)
+
 from bridge.energy.signals import CsvTrace  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "carbon-intensity"
@@ -39,14 +41,6 @@ INTENSITY_CALLS = 30_000
 LOADS = 5
 WINDOW = timedelta(hours=24)
 SEED = 20200101
-
-
-def table(rows: list[tuple], head: tuple) -> str:
-    cells = [tuple(str(c) for c in head)] + [tuple(str(c) for c in r) for r in rows]
-    w = [max(len(r[i]) for r in cells) for i in range(len(head))]
-    lines = ["  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)) for r in cells]
-    lines.insert(1, "  ".join("-" * x for x in w))
-    return "\n".join(lines)
 
 
 def doubled(source: Path, dest: Path, rows: int) -> Path:
