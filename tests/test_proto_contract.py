@@ -40,7 +40,7 @@ def test_reflection_lists_the_proto_services(start_bridge):
     # every rpc of the descriptor the server registered is one the .proto declares
     methods = {m.name for m in bridge_pb2.DESCRIPTOR.services_by_name["Bridge"].methods}
     assert methods == {"SubmitShot", "WatchJob", "CancelJob", "RunJobNow", "GetJob", "ListJobs", "GetReport",
-                       "GetCapabilities"}
+                       "GetCapabilities", "DeleteJob", "EstimateJob"}
 
 
 def test_health_reports_serving(start_bridge):

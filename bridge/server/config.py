@@ -24,6 +24,15 @@ class Limits:
     max_upload_bytes: int = 1024 * MIB
     max_active_jobs_per_project: int = 16
     max_chunk_bytes: int = 4 * MIB
+    max_steps: int = 200
+    max_prompt_chars: int = 4000
+    max_output_width: int = 2048
+    max_output_height: int = 2048
+    # open SubmitShot / WatchJob streams; a client is its token, or its peer host without tokens
+    max_streams_per_client: int = 256
+    max_streams_per_project: int = 512
+    upload_idle_timeout_s: float = 30.0   # an upload silent this long is aborted and its temp file removed
+    min_free_disk_bytes: int = 512 * MIB  # uploads refused while the data folder has less free space
 
     @property
     def shot_limits(self) -> ShotLimits:
@@ -36,11 +45,22 @@ class BridgeConfig:
     host: str = "127.0.0.1"
     port: int = 50151          # 0 = let the OS choose
     limits: Limits = field(default_factory=Limits)
-    # token -> project it may see; project "*" sees every project. No tokens
-    # means no authentication (fine on loopback, refuse elsewhere).
+    # SHA-256 hex digest of a token -> project it may see; project "*" sees
+    # every project. Tokens are never kept in the clear (see server/auth.py);
+    # they come from ``tokens_file`` or GREENLIGHT_TOKENS. No tokens means no
+    # authentication: loopback only, unless ``insecure_no_auth``.
     tokens: dict[str, str] = field(default_factory=dict)
+    tokens_file: Path | None = None
+    insecure_no_auth: bool = False     # serve off loopback without tokens (explicit opt-in)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # mutual TLS: clients must present a certificate signed by this CA
+    reflection: bool = False           # gRPC server reflection (opt-in); health is always on
+    audit_log: bool = True             # append-only JSON lines in data_dir/audit.jsonl
+    # project -> days ended jobs are kept ("*" = every other project); absent = kept until deleted
+    retention_days: dict[str, float] = field(default_factory=dict)
+    metrics_port: int | None = None    # Prometheus text endpoint; None = off, 0 = any free port
+    metrics_host: str = "127.0.0.1"
     site: Site = field(default_factory=Site)
     max_workers: int = 64
     watts_per_busy_cpu: float | None = None   # None = the meter's default

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ..backends.base import Backend
@@ -17,7 +17,6 @@ from ..errors import (
     InvalidArgumentError,
     LimitExceededError,
     NotFoundError,
-    PermissionDeniedError,
     PreconditionError,
 )
 from ..jobs.channels import ChannelRegistry
@@ -28,23 +27,10 @@ from ..scheduling.scheduler import CarbonScheduler
 from ..shot.model import Shot
 from ..shot.request import GenerationSettings, SchedulingSettings, validate_generation, validate_scheduling
 from ..shot.validation import validate_shot
+from .auth import Principal
 from .config import BridgeConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: ``project`` None means every project (admin or no auth)."""
-
-    project: str | None
-
-    def check_project(self, project: str) -> None:
-        if self.project is not None and self.project != project:
-            raise PermissionDeniedError(f"this token is for project {self.project!r}, not {project!r}")
-
-    def can_see(self, job: JobRecord) -> bool:
-        return self.project is None or self.project == job.project
 
 
 class JobManager:

@@ -17,8 +17,9 @@ from ..errors import GreenlightError, InvalidArgumentError, LimitExceededError, 
 from ..jobs.model import JobState
 from ..proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc, shot_pb2
 from ..shot.wire import generation_from_pb, scheduling_from_pb, shot_from_pb
+from .auth import Principal
 from .convert import frame_energy_pb, job_report, job_status
-from .manager import JobManager, Principal
+from .manager import JobManager
 from .status import abort
 
 log = logging.getLogger(__name__)

@@ -97,18 +97,24 @@ class SchedulingRequest(_message.Message):
     def __init__(self, job_class: _Optional[_Union[JobClass, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_sites: _Optional[_Iterable[str]] = ..., max_co2e_g: _Optional[float] = ...) -> None: ...
 
 class SubmitHeader(_message.Message):
-    __slots__ = ("request_id", "generation", "scheduling", "shot_bytes", "shot_sha256")
+    __slots__ = ("request_id", "generation", "scheduling", "shot_bytes", "shot_sha256", "project", "frame_count", "resolution")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     SCHEDULING_FIELD_NUMBER: _ClassVar[int]
     SHOT_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHOT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     generation: GenerationRequest
     scheduling: SchedulingRequest
     shot_bytes: int
     shot_sha256: bytes
-    def __init__(self, request_id: _Optional[str] = ..., generation: _Optional[_Union[GenerationRequest, _Mapping]] = ..., scheduling: _Optional[_Union[SchedulingRequest, _Mapping]] = ..., shot_bytes: _Optional[int] = ..., shot_sha256: _Optional[bytes] = ...) -> None: ...
+    project: str
+    frame_count: int
+    resolution: _shot_pb2.Resolution
+    def __init__(self, request_id: _Optional[str] = ..., generation: _Optional[_Union[GenerationRequest, _Mapping]] = ..., scheduling: _Optional[_Union[SchedulingRequest, _Mapping]] = ..., shot_bytes: _Optional[int] = ..., shot_sha256: _Optional[bytes] = ..., project: _Optional[str] = ..., frame_count: _Optional[int] = ..., resolution: _Optional[_Union[_shot_pb2.Resolution, _Mapping]] = ...) -> None: ...
 
 class SubmitChunk(_message.Message):
     __slots__ = ("header", "data")
@@ -157,6 +163,50 @@ class GetReportRequest(_message.Message):
 class GetCapabilitiesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class DeleteJobRequest(_message.Message):
+    __slots__ = ("job_id", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeleteJobResponse(_message.Message):
+    __slots__ = ("job_id", "bytes_freed")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    bytes_freed: int
+    def __init__(self, job_id: _Optional[str] = ..., bytes_freed: _Optional[int] = ...) -> None: ...
+
+class EstimateJobRequest(_message.Message):
+    __slots__ = ("project", "frame_count", "resolution", "generation", "scheduling")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULING_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    frame_count: int
+    resolution: _shot_pb2.Resolution
+    generation: GenerationRequest
+    scheduling: SchedulingRequest
+    def __init__(self, project: _Optional[str] = ..., frame_count: _Optional[int] = ..., resolution: _Optional[_Union[_shot_pb2.Resolution, _Mapping]] = ..., generation: _Optional[_Union[GenerationRequest, _Mapping]] = ..., scheduling: _Optional[_Union[SchedulingRequest, _Mapping]] = ...) -> None: ...
+
+class JobEstimate(_message.Message):
+    __slots__ = ("wall_s", "energy_wh", "co2e_g", "scheduling", "basis")
+    WALL_S_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_WH_FIELD_NUMBER: _ClassVar[int]
+    CO2E_G_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULING_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
+    wall_s: float
+    energy_wh: float
+    co2e_g: float
+    scheduling: SchedulingDecision
+    basis: str
+    def __init__(self, wall_s: _Optional[float] = ..., energy_wh: _Optional[float] = ..., co2e_g: _Optional[float] = ..., scheduling: _Optional[_Union[SchedulingDecision, _Mapping]] = ..., basis: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("project", "limit")
@@ -411,20 +461,36 @@ class BackendInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., description: _Optional[str] = ..., conditions: _Optional[_Iterable[str]] = ..., max_frames: _Optional[int] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_frames", "max_width", "max_height", "max_upload_bytes", "max_active_jobs_per_project", "max_chunk_bytes")
+    __slots__ = ("max_frames", "max_width", "max_height", "max_upload_bytes", "max_active_jobs_per_project", "max_chunk_bytes", "max_steps", "max_prompt_chars", "max_output_width", "max_output_height", "max_streams_per_client", "max_streams_per_project", "upload_idle_timeout_s", "min_free_disk_bytes")
     MAX_FRAMES_FIELD_NUMBER: _ClassVar[int]
     MAX_WIDTH_FIELD_NUMBER: _ClassVar[int]
     MAX_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_ACTIVE_JOBS_PER_PROJECT_FIELD_NUMBER: _ClassVar[int]
     MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROMPT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_PER_CLIENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_PER_PROJECT_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_IDLE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    MIN_FREE_DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
     max_frames: int
     max_width: int
     max_height: int
     max_upload_bytes: int
     max_active_jobs_per_project: int
     max_chunk_bytes: int
-    def __init__(self, max_frames: _Optional[int] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_active_jobs_per_project: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ...) -> None: ...
+    max_steps: int
+    max_prompt_chars: int
+    max_output_width: int
+    max_output_height: int
+    max_streams_per_client: int
+    max_streams_per_project: int
+    upload_idle_timeout_s: float
+    min_free_disk_bytes: int
+    def __init__(self, max_frames: _Optional[int] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_active_jobs_per_project: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., max_output_width: _Optional[int] = ..., max_output_height: _Optional[int] = ..., max_streams_per_client: _Optional[int] = ..., max_streams_per_project: _Optional[int] = ..., upload_idle_timeout_s: _Optional[float] = ..., min_free_disk_bytes: _Optional[int] = ...) -> None: ...
 
 class SiteInfo(_message.Message):
     __slots__ = ("name", "grid_region", "pue", "wue_l_per_kwh")

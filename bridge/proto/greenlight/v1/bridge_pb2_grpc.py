@@ -74,6 +74,16 @@ class BridgeStub:
                 request_serializer=greenlight_dot_v1_dot_bridge__pb2.GetCapabilitiesRequest.SerializeToString,
                 response_deserializer=greenlight_dot_v1_dot_bridge__pb2.Capabilities.FromString,
                 _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/greenlight.v1.Bridge/DeleteJob',
+                request_serializer=greenlight_dot_v1_dot_bridge__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=greenlight_dot_v1_dot_bridge__pb2.DeleteJobResponse.FromString,
+                _registered_method=True)
+        self.EstimateJob = channel.unary_unary(
+                '/greenlight.v1.Bridge/EstimateJob',
+                request_serializer=greenlight_dot_v1_dot_bridge__pb2.EstimateJobRequest.SerializeToString,
+                response_deserializer=greenlight_dot_v1_dot_bridge__pb2.JobEstimate.FromString,
+                _registered_method=True)
 
 
 class BridgeServicer:
@@ -140,6 +150,24 @@ class BridgeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteJob(self, request, context):
+        """Delete an ended job: its frames, uploaded shot and store rows. The energy
+        ledger keeps its totals. FAILED_PRECONDITION while the job is active
+        (cancel it first); deleting an unknown or deleted job is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EstimateJob(self, request, context):
+        """What a shot would cost with these settings, before any upload: expected
+        wall time, IT energy and gCO2e (always estimates) and, for a batch job,
+        the scheduler's decision. Nothing is created or reserved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BridgeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +210,16 @@ def add_BridgeServicer_to_server(servicer, server):
                     servicer.GetCapabilities,
                     request_deserializer=greenlight_dot_v1_dot_bridge__pb2.GetCapabilitiesRequest.FromString,
                     response_serializer=greenlight_dot_v1_dot_bridge__pb2.Capabilities.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=greenlight_dot_v1_dot_bridge__pb2.DeleteJobRequest.FromString,
+                    response_serializer=greenlight_dot_v1_dot_bridge__pb2.DeleteJobResponse.SerializeToString,
+            ),
+            'EstimateJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateJob,
+                    request_deserializer=greenlight_dot_v1_dot_bridge__pb2.EstimateJobRequest.FromString,
+                    response_serializer=greenlight_dot_v1_dot_bridge__pb2.JobEstimate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -400,6 +438,60 @@ class Bridge:
             '/greenlight.v1.Bridge/GetCapabilities',
             greenlight_dot_v1_dot_bridge__pb2.GetCapabilitiesRequest.SerializeToString,
             greenlight_dot_v1_dot_bridge__pb2.Capabilities.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenlight.v1.Bridge/DeleteJob',
+            greenlight_dot_v1_dot_bridge__pb2.DeleteJobRequest.SerializeToString,
+            greenlight_dot_v1_dot_bridge__pb2.DeleteJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenlight.v1.Bridge/EstimateJob',
+            greenlight_dot_v1_dot_bridge__pb2.EstimateJobRequest.SerializeToString,
+            greenlight_dot_v1_dot_bridge__pb2.JobEstimate.FromString,
             options,
             channel_credentials,
             insecure,
