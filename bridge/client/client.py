@@ -21,7 +21,7 @@ import grpc
 
 from ..errors import BridgeUnavailableError, GreenlightError
 from ..jobs.model import JobEvent, JobReport, JobStatus
-from ..proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc
+from ..proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc, shot_pb2
 from ..shot.model import Shot
 from ..shot.request import GenerationSettings, SchedulingSettings
 from ..shot.validation import validate_shot
@@ -88,7 +88,8 @@ class BridgeClient:
         header = bridge_pb2.SubmitHeader(
             request_id=request_id or uuid.uuid4().hex, generation=generation_to_pb(generation),
             scheduling=scheduling_to_pb(scheduling), shot_bytes=len(data),
-            shot_sha256=hashlib.sha256(data).digest())
+            shot_sha256=hashlib.sha256(data).digest(), project=shot.tags.project, frame_count=shot.frame_count,
+            resolution=shot_pb2.Resolution(width=shot.width, height=shot.height))
         return self.submit_bytes(header, data, chunk_bytes, retries)
 
     def submit_bytes(self, header: bridge_pb2.SubmitHeader, data: bytes,
@@ -127,6 +128,21 @@ class BridgeClient:
 
     def report(self, job_id: str) -> JobReport:
         return report_from_pb(self._call(self._stub.GetReport, bridge_pb2.GetReportRequest(job_id=job_id)))
+
+    def delete(self, job_id: str, reason: str = "") -> int:
+        """Delete an ended job on the bridge; returns the bytes freed there."""
+        reply = self._call(self._stub.DeleteJob, bridge_pb2.DeleteJobRequest(job_id=job_id, reason=reason))
+        return int(reply.bytes_freed)
+
+    def estimate(self, project: str, frame_count: int, width: int, height: int,
+                 generation: GenerationSettings = GenerationSettings(),
+                 scheduling: SchedulingSettings = SchedulingSettings()) -> bridge_pb2.JobEstimate:
+        """What a shot of this size would cost with these settings (estimates
+        only; nothing is created on the bridge)."""
+        return self._call(self._stub.EstimateJob, bridge_pb2.EstimateJobRequest(
+            project=project, frame_count=frame_count,
+            resolution=shot_pb2.Resolution(width=width, height=height),
+            generation=generation_to_pb(generation), scheduling=scheduling_to_pb(scheduling)))
 
     # ------------------------------------------------------------ watch
     def watch(self, job_id: str, from_frame: int = 0, include_previews: bool = False) -> Iterator[JobEvent]:

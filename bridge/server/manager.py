@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..backends.base import Backend
@@ -33,10 +33,35 @@ from .config import BridgeConfig
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class DeclaredShot:
+    """What a SubmitHeader says about the shot: checked before any shot data
+    is read, then against the parsed shot."""
+
+    project: str
+    frame_count: int
+    width: int
+    height: int
+    shot_bytes: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a job would cost (always estimates) and where/when it would run."""
+
+    wall_s: float
+    energy_wh: float
+    co2e_g: float
+    decision: Decision
+    basis: str
+
+
 class JobManager:
     def __init__(self, config: BridgeConfig, store: JobStore, channels: ChannelRegistry,
-                 backends: dict[str, Backend], executor: LocalExecutor, scheduler: CarbonScheduler):
+                 backends: dict[str, Backend], executor: LocalExecutor, scheduler: CarbonScheduler,
+                 audit=None):
         self.config = config
+        self.audit = audit   # server.audit.AuditLog or None
         self.store = store
         self.channels = channels
         self.backends = backends
@@ -69,6 +94,20 @@ class JobManager:
             raise InvalidArgumentError(f"header.shot_bytes: must be > 0, got {declared}")
         if declared > self.config.limits.max_upload_bytes:
             raise LimitExceededError("max_upload_bytes", declared, self.config.limits.max_upload_bytes)
+
+    def check_header(self, principal: Principal, declared: DeclaredShot, request_id: str,
+                     generation: GenerationSettings, scheduling: SchedulingSettings) -> None:
+        """Every check that needs no shot data (token vs project, sizes, limits,
+        settings, free disk), before the upload is read."""
+        raise NotImplementedError   # issue 13: jobs side
+
+    def estimate(self, principal: Principal, project: str, frame_count: int, width: int, height: int,
+                 generation: GenerationSettings, scheduling: SchedulingSettings) -> Estimate:
+        raise NotImplementedError   # issue 13/14: jobs side
+
+    def delete(self, principal: Principal, job_id: str, reason: str = "") -> int:
+        """Delete an ended job's files and rows; return the bytes freed."""
+        raise NotImplementedError   # issue 13: jobs side
 
     def submit(self, principal: Principal, upload_dir: Path, shot: Shot, sha256_hex: str, request_id: str,
                generation: GenerationSettings, scheduling: SchedulingSettings) -> tuple[JobRecord, bool]:
