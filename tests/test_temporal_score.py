@@ -1,0 +1,121 @@
+"""The temporal-consistency score against cases with a known answer
+(docs/temporal.md): warped images score about 0, noise scores high, the
+sample shot's own consistent render scores near the floor, and an occluder
+is masked exactly where the engine says the surface is hidden."""
+
+import numpy as np
+import pytest
+
+from bridge.shot.camera import look_at
+from bridge.shot.model import CameraSample, Fps, Frame, Shot, Tags
+from bridge.shot.synthetic import sample_shot
+from bridge.temporal.score import score_shot, valid_mask, world_texture
+
+W, H = 96, 64
+
+
+def _texture(x, y, phase=0.0):
+    return np.stack([0.5 + 0.4 * np.sin(x / 7.0 + phase) * np.cos(y / 9.0),
+                     0.5 + 0.4 * np.cos(x / 11.0 - y / 13.0 + phase),
+                     0.5 + 0.3 * np.sin((x + y) / 17.0 + phase)], axis=-1)
+
+
+def _flat_shot(depths, flows):
+    cam = CameraSample(world_matrix=look_at((0, -10, 0), (0, 0, 0)), focal_length_mm=35.0)
+    frames = tuple(Frame(index=i, camera=cam, depth_m=d.astype(np.float32), motion_px=f.astype(np.float16))
+                   for i, (d, f) in enumerate(zip(depths, flows)))
+    return Shot(tags=Tags("p", "s"), fps=Fps(24), width=W, height=H, frames=frames)
+
+
+def _grid():
+    return np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+
+
+def _translating(n=10, d=(2.3, 0.7)):
+    xs, ys = _grid()
+    depth = np.full((H, W), 5.0)
+    flow = np.broadcast_to(np.array(d), (H, W, 2)).copy()
+    shot = _flat_shot([depth] * n, [flow] * (n - 1) + [np.zeros((H, W, 2))])
+    frames = [_texture(xs - k * d[0], ys - k * d[1]) for k in range(n)]
+    return shot, frames
+
+
+def test_frames_warped_along_the_flow_score_about_zero():
+    shot, frames = _translating()
+    score = score_shot(shot, frames)
+    assert score.gap1 < 0.003
+    assert score.trajectory < 0.006
+    assert len(score.pairs) == 9 and all(p.valid_fraction > 0.9 for p in score.pairs)
+    # trajectories lose the pixels that leave the frame, hop by hop
+    assert score.trajectory_pairs[0].valid_pixels > score.trajectory_pairs[6].valid_pixels > 0
+
+
+def test_the_same_frames_without_motion_score_high():
+    """Frames that move while the engine says they should not: the score sees it."""
+    shot, frames = _translating()
+    still = _flat_shot([f.depth_m for f in shot.frames], [np.zeros((H, W, 2))] * shot.frame_count)
+    assert score_shot(still, frames).gap1 > 20 * score_shot(shot, frames).gap1
+
+
+def test_independent_noise_scores_high():
+    shot, good = _translating()
+    rng = np.random.default_rng(7)
+    noise = [rng.random((H, W, 3)) for _ in range(shot.frame_count)]
+    bad = score_shot(shot, noise)
+    assert bad.gap1 > 0.15 and bad.trajectory > 0.15
+    assert bad.gap1 > 50 * score_shot(shot, good).gap1
+
+
+def test_uint8_and_larger_outputs_are_compared_at_pass_resolution():
+    shot, frames = _translating()
+    big = [np.repeat(np.repeat((f * 255).round().astype(np.uint8), 2, axis=0), 2, axis=1) for f in frames]
+    assert score_shot(shot, big).gap1 == pytest.approx(score_shot(shot, frames).gap1, abs=0.004)
+
+
+def test_the_sample_shots_own_consistent_render_scores_near_the_floor():
+    shot = sample_shot(frames=12, width=128, height=72)
+    consistent = score_shot(shot, [world_texture(f) for f in shot.frames])
+    rng = np.random.default_rng(1)
+    noise = score_shot(shot, [rng.random((72, 128, 3)) for _ in shot.frames])
+    assert consistent.valid_fraction > 0.8          # the wall and floor fill most of the frame
+    # what is left is bilinear resampling of a texture a few pixels across
+    assert consistent.gap1 < 0.015 and consistent.gap1 < noise.gap1 / 15
+    assert consistent.trajectory < noise.trajectory / 8
+    # the depth pass as an image: it changes as the camera moves, but slowly
+    depth_img = [np.repeat((1.0 / np.asarray(f.depth_m, dtype=np.float64))[..., None], 3, axis=-1)
+                 for f in shot.frames]
+    assert score_shot(shot, depth_img).gap1 < noise.gap1 / 5
+
+
+def test_an_occluder_moving_across_the_frame_is_masked_where_it_hides_the_background():
+    n, step, x0, size = 6, 3.0, 10, 20
+    xs, ys = _grid()
+    depths, flows, frames, covered = [], [], [], []
+    for k in range(n):
+        left = x0 + k * step
+        sq = (xs >= left) & (xs < left + size) & (ys >= 20) & (ys < 20 + size)
+        covered.append(sq)
+        depths.append(np.where(sq, 2.0, 10.0))
+        flows.append(np.where(sq[..., None], np.array([step, 0.0]), 0.0) if k < n - 1 else np.zeros((H, W, 2)))
+        # background texture static, the square's texture travels with it
+        frames.append(np.where(sq[..., None], _texture(xs - k * step, ys, phase=2.0), _texture(xs, ys)))
+    shot = _flat_shot(depths, flows)
+    for t in range(n - 1):
+        hidden_next = ~covered[t] & covered[t + 1]      # background that the square covers at t+1
+        np.testing.assert_array_equal(valid_mask(shot.frames[t], shot.frames[t + 1]), ~hidden_next)
+    score = score_shot(shot, frames)
+    assert score.gap1 < 1e-9                            # every compared pixel is the same surface
+    # had the hidden pixels counted, the error would be far from zero
+    t = 0
+    raw = np.abs(frames[t] - frames[t + 1]).mean(axis=-1)[~covered[t] & covered[t + 1]].mean()
+    assert raw > 0.05
+
+
+def test_missing_passes_and_frame_count_mismatch_are_refused():
+    shot, frames = _translating(n=4)
+    with pytest.raises(ValueError, match="3 frames for a 4-frame shot"):
+        score_shot(shot, frames[:3])
+    bare = Shot(tags=shot.tags, fps=shot.fps, width=W, height=H,
+                frames=tuple(Frame(index=f.index, camera=f.camera) for f in shot.frames))
+    with pytest.raises(ValueError, match="depth and motion"):
+        score_shot(bare, frames)
