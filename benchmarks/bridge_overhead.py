@@ -75,9 +75,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         profile = build_tiny_animatediff(tmp / "tiny")
+        os.environ["GREENLIGHT_PROFILES"] = str(profile.parent)   # the bridge (a child) finds it by name
         shot = sample_shot(frames=FRAMES, width=SIZE, height=SIZE)
         settings = GenerationSettings(backend="animatediff", prompt="a robot", seed=1, steps=STEPS,
-                                      model_profile=str(profile))
+                                      model_profile=profile.stem)
         direct = direct_runner(profile, shot)
         proc, address = start_bridge(tmp / "bridge")
         try:

@@ -168,11 +168,12 @@ def main() -> int:
               f"rig: {rendered.info.get('rigs')}", flush=True)
         t0 = time.perf_counter()
         profile = build_tiny_animatediff(tmp / "tiny-model")
+        os.environ["GREENLIGHT_PROFILES"] = str(profile.parent)   # jobs name profiles; the bridge looks them up
         tiny_build = time.perf_counter() - t0
         print(f"tiny model built in {tiny_build:.2f} s (setup; not in the total)", flush=True)
         runs = {
             "tiny diffusion": GenerationSettings(backend="animatediff", prompt="a robot waving in a concrete hall",
-                                                 seed=1, model_profile=str(profile)),
+                                                 seed=1, model_profile=profile.stem),
             "guides": GenerationSettings(backend="guides"),
         }
         results = {}

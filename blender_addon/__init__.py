@@ -2,7 +2,7 @@
 stream back onto the Video Sequencer with their energy and carbon cost.
 
 Blender 4.2+ extension. Engine-free parts (``settings``, ``convert``,
-``exr``, ``jobs``, ``deps_check``) never import bpy; ``host`` holds every
+``exr``, ``jobs``, ``deps_check``, ``panel_model``) never import bpy; ``host`` holds every
 function that reads or changes Blender data. The ``bridge`` modules come from
 ``_vendor`` in a built extension (see ``build.py``); grpcio, protobuf and
 googleapis-common-protos come from the wheels a platform zip bundles (or from

@@ -145,3 +145,19 @@ def action_fcurves_in_blender(action) -> list:
     if not curves and hasattr(action, "fcurves"):
         curves = list(action.fcurves)
     return curves
+
+
+# ------------------------------------------------------------------ user interface
+def section_in_blender(layout, idname: str, title: str, default_closed: bool = False, icon: str = "NONE"):
+    """A collapsible section of a panel: ``(header, body)``, body None while
+    it is closed. The header layout takes extra buttons after its title."""
+    # 4.1+: UILayout.panel() makes a layout panel (open state kept per region); every supported
+    # version has it. A layout without it (an older Blender, a test double) gets an open box.
+    if hasattr(layout, "panel"):
+        header, body = layout.panel(idname, default_closed=default_closed)
+        header.label(text=title, icon=icon)
+        return header, body
+    box = layout.box()
+    header = box.row()
+    header.label(text=title, icon=icon)
+    return header, box.column()

@@ -321,6 +321,47 @@ def settings_from_scene_in_blender(scene):
     return extract, JobSettings(generation=generation, scheduling=scheduling)
 
 
+def shot_size_in_blender(scene, extract: ExtractSettings) -> tuple[int, int, int]:
+    """(frame count, width, height) the shot would have, without sampling it."""
+    start, end = convert.frame_range(scene.frame_start, scene.frame_end, extract.frame_start, extract.frame_end)
+    r = scene.render
+    width, height = convert.pass_resolution(r.resolution_x, r.resolution_y, r.resolution_percentage,
+                                            extract.resolution_scale, extract.width, extract.height)
+    return end - start + 1, width, height
+
+
+def estimate_request_in_blender(scene, address: str):
+    """The panel's settings as a ``panel_model.EstimateRequest`` for the bridge
+    at ``address``; a GreenlightError when they cannot make a shot."""
+    from . import panel_model
+
+    extract, job = settings_from_scene_in_blender(scene)
+    frames, width, height = shot_size_in_blender(scene, extract)
+    g = scene.greenlight
+    return panel_model.estimate_request(
+        address, convert.tag(extract.project, "project"), frames, width, height, job.generation,
+        job_class=job.scheduling.job_class, deadline_hours=g.deadline_hours,
+        allowed_sites=job.scheduling.allowed_sites)
+
+
+def bridge_address_in_blender(context=None) -> str:
+    """Where jobs go now: the running local bridge when "Use a local bridge"
+    is on, else the preferences' address (what the capabilities and estimate
+    caches are keyed by). Reads preferences only: safe in ``draw``."""
+    from . import local_bridge
+    from .props import ADDON_ID
+
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    p = addon.preferences if addon is not None else None
+    if p is None:
+        return os.environ.get("GREENLIGHT_ADDRESS", "127.0.0.1:50151")
+    lb = local_bridge.current()
+    if getattr(p, "use_local_bridge", False) and lb is not None and lb.address:
+        return lb.address
+    return p.address
+
+
 # ------------------------------------------------------------------ jobs and strips
 def add_job_record_in_blender(scene, meta: dict):
     rec = scene.greenlight.jobs.add()

@@ -11,15 +11,17 @@ directly.
     lb.stop()
 
 The token never goes on the command line (other users of the machine can
-read it there): ``greenlight serve`` reads it from a generated TOML config
-(``[tokens]`` table) that, like the token file beside it, is readable only
-by the user (0600).
+read it there): ``greenlight serve`` gets its SHA-256 digest from a generated
+tokens file (``tokens_file`` in the generated TOML config; the bridge keeps
+tokens hashed). Those files, like the token file beside them, are readable
+only by the user (0600).
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
 import json
 import os
 import secrets
@@ -36,6 +38,7 @@ HEALTH_METHOD = "/grpc.health.v1.Health/Check"
 _SERVING = b"\x08\x01"           # HealthCheckResponse{status: SERVING}, protobuf wire form
 TOKEN_FILE = "local-bridge.token"
 CONFIG_FILE = "local-bridge.toml"
+TOKENS_FILE = "local-bridge-tokens.toml"   # the bridge's tokens file: the token's digest, never the token
 PORT_FILE = "local-bridge.port"   # the last port, tried first so job records keep their address
 DEFAULT_PIP_TARGET = ("greenlight",)
 
@@ -283,6 +286,8 @@ class LocalBridge:
             self.token = secrets.token_urlsafe(32)
             self.data_dir.mkdir(parents=True, exist_ok=True)
             _write_private(self.data_dir / TOKEN_FILE, self.token + "\n")
+            digest = hashlib.sha256(self.token.encode("utf-8")).hexdigest()
+            _write_private(self.data_dir / TOKENS_FILE, f'[tokens]\n"{digest}" = "*"\n')
             config = self.data_dir / CONFIG_FILE
             _write_private(config, self._config_toml(port))
             argv = [*(self.serve_command or [str(python), "-m", "bridge.cli", "-v", "serve"]), "--config", str(config)]
@@ -347,7 +352,7 @@ class LocalBridge:
     def stop(self) -> None:
         """Terminate the process, kill it after ``stop_grace_s``; forget the token."""
         self._terminate()
-        for name in (TOKEN_FILE, CONFIG_FILE):
+        for name in (TOKEN_FILE, CONFIG_FILE, TOKENS_FILE):
             with contextlib.suppress(OSError):
                 (self.data_dir / name).unlink()
         self.token = ""
@@ -383,11 +388,11 @@ class LocalBridge:
         return free_port(self.host)
 
     def _config_toml(self, port: int) -> str:
-        lines = [f"data_dir = {_toml_str(str(self.data_dir))}", f"host = {_toml_str(self.host)}", f"port = {port}"]
+        lines = [f"data_dir = {_toml_str(str(self.data_dir))}", f"host = {_toml_str(self.host)}", f"port = {port}",
+                 f"tokens_file = {_toml_str(str(self.data_dir / TOKENS_FILE))}"]
         for key, value in self.config.items():
             lines.append(f"{key} = {json.dumps(value)}")
-        lines += ["", "[tokens]", f"{_toml_str(self.token)} = \"*\"", ""]
-        return "\n".join(lines)
+        return "\n".join([*lines, ""])
 
     def _open_log(self, argv: list[str]) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import logging
 
 import bpy
 
-from . import host, runtime
+from . import host, panel_model, runtime
 from ._deps import errors, jobs
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ class GREENLIGHT_OT_generate(bpy.types.Operator):
             from .settings import check_online_access
             check_online_access(bridge.address, bpy.app.online_access)
             extract, job = host.settings_from_scene_in_blender(scene)
+            # an unavailable backend is refused here, with the bridge's reason, before the pass render
+            panel_model.check_backend(panel_model.FETCHER.capabilities_for(bridge.address), job.generation.backend)
             shot = host.shot_from_scene_in_blender(scene, extract, context.view_layer.name)
             runtime.start_job(scene, shot, job, bridge)
         except errors.GreenlightError as exc:
@@ -36,6 +38,43 @@ class GREENLIGHT_OT_generate(bpy.types.Operator):
             return {"CANCELLED"}
         self.report({"INFO"}, f"Greenlight: sending {shot.tags.label} ({shot.frame_count} frames, "
                               f"{shot.width}x{shot.height}) to {bridge.address}")
+        return {"FINISHED"}
+
+
+class GREENLIGHT_OT_refresh(bpy.types.Operator):
+    """Ask the bridge for its backends (and the cost of this shot) again"""
+
+    bl_idname = "greenlight.refresh"
+    bl_label = "Refresh"
+
+    def execute(self, context):
+        try:
+            runtime.refresh_capabilities(context=context)
+        except errors.GreenlightError as exc:
+            self.report({"ERROR"}, str(exc).splitlines()[0])
+            return {"CANCELLED"}
+        try:
+            runtime.request_estimate(context.scene, context)
+        except errors.GreenlightError as exc:  # the backends still refresh; the cost line says why it has none
+            log.info("estimate not requested: %s", exc)
+        self.report({"INFO"}, f"Greenlight: asking {host.bridge_address_in_blender(context)} for its backends")
+        return {"FINISHED"}
+
+
+class GREENLIGHT_OT_estimate(bpy.types.Operator):
+    """Ask the bridge what this shot would cost with these settings: wall time, Wh and gCO2e (an estimate),
+    and for a batch job where and when it would run"""
+
+    bl_idname = "greenlight.estimate"
+    bl_label = "Estimate"
+
+    def execute(self, context):
+        try:
+            runtime.request_estimate(context.scene, context)
+        except errors.GreenlightError as exc:
+            self.report({"ERROR"}, str(exc).splitlines()[0])
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Greenlight: asking {host.bridge_address_in_blender(context)} for an estimate")
         return {"FINISHED"}
 
 
@@ -116,7 +155,8 @@ class GREENLIGHT_OT_redownload(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (GREENLIGHT_OT_generate, GREENLIGHT_OT_cancel, GREENLIGHT_OT_run_now, GREENLIGHT_OT_redownload)
+CLASSES = (GREENLIGHT_OT_generate, GREENLIGHT_OT_refresh, GREENLIGHT_OT_estimate, GREENLIGHT_OT_cancel,
+           GREENLIGHT_OT_run_now, GREENLIGHT_OT_redownload)
 
 
 def register():

@@ -47,13 +47,21 @@ def _local_bridge_toggled(prefs, context):
 LOG_LINES_SHOWN = 6
 
 
+def _connection_changed(prefs, context):
+    """The bridge address, TLS or token changed: ask that bridge for its backends (on a thread)."""
+    from . import runtime
+
+    runtime.refresh_capabilities(quiet=True)
+
+
 class GreenlightPreferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_ID
 
-    address: StringProperty(name="Bridge address", default="127.0.0.1:50151",
+    address: StringProperty(name="Bridge address", default="127.0.0.1:50151", update=_connection_changed,
                             description="host:port of the Greenlight bridge (`greenlight serve`)")
-    use_tls: BoolProperty(name="TLS", default=False, description="Connect with TLS (system root certificates)")
-    token: StringProperty(name="Token", default="", subtype="PASSWORD",
+    use_tls: BoolProperty(name="TLS", default=False, update=_connection_changed,
+                          description="Connect with TLS (system root certificates)")
+    token: StringProperty(name="Token", default="", subtype="PASSWORD", update=_connection_changed,
                           description="Bearer token for a bridge that requires one (sees only its project's jobs)")
     cache_dir: StringProperty(name="Frame cache folder", default="", subtype="DIR_PATH",
                               description="Where returned frames are written (project/shot/vNNN); "
@@ -110,24 +118,25 @@ def draw_local_bridge(layout, prefs=None) -> None:
 class GreenlightJob(bpy.types.PropertyGroup):
     """One submitted job of this file (name = job id)."""
 
-    job_id: StringProperty(name="Job id")
-    address: StringProperty(name="Bridge address")
-    project: StringProperty(name="Project")
-    shot: StringProperty(name="Shot")
-    version: IntProperty(name="Version", min=1)
-    backend: StringProperty(name="Backend")
-    seed: IntProperty(name="Seed", min=0)
+    job_id: StringProperty(name="Job id", description="The id the bridge gave this job")
+    address: StringProperty(name="Bridge address", description="host:port of the bridge that runs this job")
+    project: StringProperty(name="Project", description="The job's project tag")
+    shot: StringProperty(name="Shot", description="The job's shot tag")
+    version: IntProperty(name="Version", min=1, description="The shot version this job makes (vNNN)")
+    backend: StringProperty(name="Backend", description="The generation backend the job runs on")
+    seed: IntProperty(name="Seed", min=0, description="The seed the job was sent with")
     state: StringProperty(name="State", default=jobs.JobState.QUEUED.value,
                           description="A bridge.jobs JobState value")
-    message: StringProperty(name="Message")
-    folder: StringProperty(name="Frames folder", subtype="DIR_PATH")
-    frame_start: IntProperty(name="First frame")
-    frame_count: IntProperty(name="Frames", min=0)
-    frames_done: IntProperty(name="Frames received", min=0)
-    energy_wh: FloatProperty(name="Energy (Wh)", precision=6)
-    co2e_g: FloatProperty(name="gCO2e (location-based)", precision=6)
-    sci: FloatProperty(name="SCI", precision=6)
-    sci_unit: StringProperty(name="SCI unit")
+    message: StringProperty(name="Message", description="The bridge's last word on the job (why it failed, ...)")
+    folder: StringProperty(name="Frames folder", subtype="DIR_PATH", description="Where the job's frames are written")
+    frame_start: IntProperty(name="First frame", description="The scene frame of the shot's first frame")
+    frame_count: IntProperty(name="Frames", min=0, description="Frames the job makes")
+    frames_done: IntProperty(name="Frames received", min=0, description="Final frames received so far")
+    energy_wh: FloatProperty(name="Energy (Wh)", precision=6, description="IT energy of the job so far, watt-hours")
+    co2e_g: FloatProperty(name="gCO2e (location-based)", precision=6,
+                          description="Location-based carbon of the job so far, grams CO2e")
+    sci: FloatProperty(name="SCI", precision=6, description="Software Carbon Intensity score (ISO/IEC 21031)")
+    sci_unit: StringProperty(name="SCI unit", description="What the SCI score is per (e.g. per second of animatic)")
     measured: BoolProperty(name="Measured", description="Energy measured by a meter (else estimated)")
 
     @property
@@ -139,28 +148,72 @@ class GreenlightJob(bpy.types.PropertyGroup):
         return jobs.JobState.parse(self.state).terminal
 
 
+def _backend_items(settings, context):
+    """The backend list from the cached GetCapabilities answer of the bridge in
+    use (never the network: see panel_model), with the stored choice kept."""
+    from . import host, panel_model
+
+    try:
+        address = host.bridge_address_in_blender(context or bpy.context)
+    except Exception:  # an items callback must never raise: Blender shows an empty list then
+        address = ""
+    caps = panel_model.FETCHER.capabilities_for(address)
+    return panel_model.backend_items(panel_model.backend_choices(caps), settings.backend)
+
+
+def _backend_get(settings) -> int:
+    from . import panel_model
+
+    return panel_model.backend_number(settings.backend or panel_model.GUIDES)
+
+
+def _backend_set(settings, number: int) -> None:
+    from . import panel_model
+
+    backend = panel_model.backend_for_number(number)
+    if backend is not None:
+        settings.backend = backend
+
+
 class GreenlightSettings(bpy.types.PropertyGroup):
     prompt: StringProperty(name="Prompt", default="", description="What the previz should look like")
-    negative_prompt: StringProperty(name="Negative prompt", default="")
-    backend: StringProperty(name="Backend", default="guides",
+    negative_prompt: StringProperty(name="Negative prompt", default="",
+                                    description="What the previz should avoid (backends without one ignore it)")
+    # The stored choice is this string (saved in the .blend, set by scripts); ``backend_choice`` is the
+    # list the panel shows, filled from the bridge's capabilities.
+    backend: StringProperty(name="Backend id", default="guides",
                             description="Generation backend id on the bridge (guides = conditioning preview)")
-    seed: IntProperty(name="Seed", default=0, min=0, max=MAX_SEED)
-    steps: IntProperty(name="Steps", default=0, min=0, max=1000, description="Denoising steps; 0 = backend default")
-    depth_strength: FloatProperty(name="Depth strength", default=1.0, min=0.0, max=10.0)
-    pose_strength: FloatProperty(name="Pose strength", default=1.0, min=0.0, max=10.0)
-    use_scene_range: BoolProperty(name="Scene frame range", default=True)
-    frame_start: IntProperty(name="Start", default=1, min=0)
-    frame_end: IntProperty(name="End", default=48, min=0)
+    backend_choice: EnumProperty(name="Backend", items=_backend_items, get=_backend_get, set=_backend_set,
+                                 description="Generation backend on the bridge; the list comes from the bridge "
+                                             "(press Refresh); unavailable ones are marked and say why")
+    seed: IntProperty(name="Seed", default=0, min=0, max=MAX_SEED,
+                      description="Random seed: the same seed and settings give the same frames")
+    steps: IntProperty(name="Steps", default=0, min=0, max=1000,
+                       description="Denoising steps; 0 = backend default")
+    depth_strength: FloatProperty(name="Depth", default=1.0, min=0.0, max=10.0,
+                                  description="How strongly the depth pass steers the image; 0 = off")
+    pose_strength: FloatProperty(name="Pose", default=1.0, min=0.0, max=10.0,
+                                 description="How strongly the characters' poses steer the image; 0 = off")
+    use_scene_range: BoolProperty(name="Scene range", default=True,
+                                  description="Use the scene's frame range (off: Start and End below)")
+    frame_start: IntProperty(name="Start", default=1, min=0,
+                             description="First frame of the shot (when Scene range is off)")
+    frame_end: IntProperty(name="End", default=48, min=0,
+                           description="Last frame of the shot, included (when Scene range is off)")
     resolution_scale: FloatProperty(name="Resolution", default=0.25, min=0.05, max=1.0, subtype="FACTOR",
                                     description="Fraction of the render resolution the passes and frames use")
-    priority: EnumProperty(name="Priority", default="INTERACTIVE", items=(
-        ("INTERACTIVE", "Interactive", "Run now on the nearest free device"),
-        ("BATCH", "Batch", "May wait for a greener window or site, finishing before the deadline")))
-    deadline_hours: FloatProperty(name="Deadline (hours)", default=8.0, min=0.1, max=24 * 14)
-    project: StringProperty(name="Project", default="previz")
+    priority: EnumProperty(name="Priority", default="INTERACTIVE",
+                           description="Run now, or let the scheduler pick a greener time and site", items=(
+                               ("INTERACTIVE", "Interactive", "Run now on the nearest free device"),
+                               ("BATCH", "Batch", "May wait for a greener window or site, "
+                                                  "finishing before the deadline")))
+    deadline_hours: FloatProperty(name="Deadline (h)", default=8.0, min=0.1, max=24 * 14,
+                                  description="Batch jobs: hours from now by which the frames must be done")
+    project: StringProperty(name="Project", default="previz",
+                            description="Project tag: groups shots on the bridge (a token may be bound to one)")
     shot: StringProperty(name="Shot", default="", description="Shot name; empty = the scene's name")
-    jobs: CollectionProperty(type=GreenlightJob)
-    active_job: IntProperty(name="Active job", default=0)
+    jobs: CollectionProperty(type=GreenlightJob, description="The jobs submitted from this scene")
+    active_job: IntProperty(name="Active job", default=0, description="The job shown below the list")
 
 
 CLASSES = (GreenlightPreferences, GreenlightJob, GreenlightSettings)

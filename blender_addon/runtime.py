@@ -129,6 +129,72 @@ def reattach_on_load(_filepath="") -> None:
                     rec.message = f"could not re-attach: {exc}"
 
 
+# ------------------------------------------------------------------ panel: capabilities and estimates
+PANEL_INTERVAL_S = 0.25
+_PANEL_SEEN = [0]
+
+
+def tag_redraw() -> None:
+    _redraw()
+
+
+def _bridge_for_fetch(context=None):
+    """The BridgeSettings the panel's fetches use (the local bridge when it is on), checked for online access."""
+    settings = host.prefs_in_blender(context)
+    check_local_bridge(use_local_bridge())
+    check_online_access(settings.address, bpy.app.online_access)
+    return settings
+
+
+def refresh_capabilities(quiet: bool = False, context=None):
+    """Ask the bridge in use for its backends on a thread (``panel_model.FETCHER``).
+    A refusal before any network (online access off, the local bridge not
+    serving) is recorded for the panel, and raised unless ``quiet``."""
+    from . import panel_model
+
+    try:
+        settings = _bridge_for_fetch(context)
+    except errors.GreenlightError as exc:
+        panel_model.FETCHER.note_error(host.bridge_address_in_blender(context), str(exc).splitlines()[0])
+        _redraw()
+        if quiet:
+            return None
+        raise
+    thread = panel_model.FETCHER.refresh_capabilities(settings)
+    ensure_panel_timer()
+    return thread
+
+
+def request_estimate(scene, context=None):
+    """Ask the bridge in use what the scene's shot would cost, on a thread."""
+    from . import panel_model
+
+    settings = _bridge_for_fetch(context)
+    req = host.estimate_request_in_blender(scene, settings.address)
+    thread = panel_model.FETCHER.request_estimate(settings, scene.name, req)
+    ensure_panel_timer()
+    return thread
+
+
+def panel_tick() -> float | None:
+    """Timer: redraw the panels when a fetch finished; stops when none runs."""
+    from . import panel_model
+
+    if panel_model.FETCHER.changes != _PANEL_SEEN[0]:
+        _PANEL_SEEN[0] = panel_model.FETCHER.changes
+        _redraw()
+    if panel_model.FETCHER.busy():
+        return PANEL_INTERVAL_S
+    if panel_model.FETCHER.changes != _PANEL_SEEN[0]:
+        return PANEL_INTERVAL_S   # one more round for a fetch that ended just now
+    return None
+
+
+def ensure_panel_timer() -> None:
+    if not bpy.app.timers.is_registered(panel_tick):
+        bpy.app.timers.register(panel_tick, first_interval=PANEL_INTERVAL_S, persistent=True)
+
+
 # ------------------------------------------------------------------ local bridge
 LOCAL: dict = {"bridge": None, "restarted": False, "crash": "",
                "install": None, "install_lines": [], "install_error": ""}
@@ -196,6 +262,8 @@ def start_local_bridge(wait: bool = False) -> local_bridge.LocalBridge:
     finally:
         _ensure_bridge_timer()
         set_status(bridge_status())
+    if lb.state is local_bridge.BridgeState.SERVING:
+        refresh_capabilities(quiet=True)   # else the timer does when it gets there
     return lb
 
 
@@ -255,6 +323,8 @@ def local_bridge_tick() -> float | None:
         if state in (local_bridge.BridgeState.FAILED, local_bridge.BridgeState.CRASHED):
             log.error("%s. Last log lines:\n%s", lb.message, "\n".join(lb.log_tail(20)))
         set_status(bridge_status())
+        if state is local_bridge.BridgeState.SERVING:
+            refresh_capabilities(quiet=True)   # its backends, for the panel's list
     _redraw_prefs()
     if lb.state in (local_bridge.BridgeState.STOPPED, local_bridge.BridgeState.FAILED,
                     local_bridge.BridgeState.CRASHED) and LOCAL["install"] is None:
@@ -298,6 +368,8 @@ def register() -> None:
 
 
 def unregister() -> None:
+    if bpy.app.timers.is_registered(panel_tick):
+        bpy.app.timers.unregister(panel_tick)
     if bpy.app.timers.is_registered(local_bridge_tick):
         bpy.app.timers.unregister(local_bridge_tick)
     _stop_at_exit()

@@ -8,7 +8,9 @@
     ├── UnauthenticatedError        UNAUTHENTICATED
     ├── PermissionDeniedError       PERMISSION_DENIED
     ├── PreconditionError           FAILED_PRECONDITION wrong state for the call
+    ├── DeadlineExceededError       DEADLINE_EXCEEDED  too slow: an upload went idle, a call ran out of time
     ├── BackendError                INTERNAL           a backend failed a job
+    ├── InternalError               INTERNAL           a bug in the bridge; the message names its log entry
     └── BridgeUnavailableError      UNAVAILABLE        the bridge cannot be reached
 
 Messages are for people: they name the thing, the value seen and what was
@@ -36,7 +38,9 @@ __all__ = [
     "UnauthenticatedError",
     "PermissionDeniedError",
     "PreconditionError",
+    "DeadlineExceededError",
     "BackendError",
+    "InternalError",
     "BridgeUnavailableError",
     "error_for_code",
     "exit_code",
@@ -157,7 +161,23 @@ class PreconditionError(GreenlightError):
     code = "FAILED_PRECONDITION"
 
 
+class DeadlineExceededError(GreenlightError):
+    """Something took too long: an upload that went silent past the bridge's
+    ``upload_idle_timeout_s``, or a call past its deadline."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
 class BackendError(GreenlightError):
+    code = "INTERNAL"
+
+
+class InternalError(GreenlightError):
+    """An unexpected failure inside the bridge. The message carries a short
+    id that names the log entry (with its traceback) and nothing else: no
+    exception text or server path reaches the client. A status with code
+    INTERNAL and no details arrives as ``BackendError``, the general class."""
+
     code = "INTERNAL"
 
 

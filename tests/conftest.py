@@ -20,8 +20,12 @@ def small_shot():
 
 @pytest.fixture
 def start_bridge(tmp_path):
-    """Start real bridges on OS-chosen loopback ports; all stopped at the end."""
+    """Start real bridges on OS-chosen loopback ports; all stopped at the end.
+
+    ``tokens={"plain-token": "project"}`` is given in the clear for
+    convenience and hashed here (the bridge keeps only digests)."""
     from bridge.server.app import create_server
+    from bridge.server.auth import hash_tokens
     from bridge.server.config import BridgeConfig
 
     started = []
@@ -31,6 +35,8 @@ def start_bridge(tmp_path):
             backends = default_backends()
         # the CPU-time estimate unless a test asks for another: figures that do not depend on this machine
         config.setdefault("meter", "estimate")
+        if "tokens" in config:
+            config["tokens"] = hash_tokens(config["tokens"])
         cfg = BridgeConfig(data_dir=data_dir or tmp_path / f"bridge{len(started)}", port=0, **config)
         bridge = create_server(cfg, backends=backends, clock=clock)
         started.append(bridge)

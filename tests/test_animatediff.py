@@ -6,6 +6,7 @@ streaming, cancel, long shots, controls and errors."""
 import dataclasses
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +24,13 @@ from bridge.shot.synthetic import sample_shot  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny_profile(tmp_path_factory):
+    """The tiny model's profile file, in a folder on $GREENLIGHT_PROFILES (jobs name it: "tiny")."""
     from bridge.backends.tiny import build_tiny_animatediff
 
-    return build_tiny_animatediff(tmp_path_factory.mktemp("tiny-animatediff"))
+    profile = build_tiny_animatediff(tmp_path_factory.mktemp("tiny-animatediff"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GREENLIGHT_PROFILES", str(profile.parent))
+        yield profile
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +71,9 @@ class RecordingContext:
 
 
 def _settings(profile, **kw):
+    """``profile``: a profile file on $GREENLIGHT_PROFILES (named by its stem) or a name."""
     return GenerationSettings(backend="animatediff", prompt="a red robot", seed=kw.pop("seed", 7),
-                              model_profile=str(profile), **kw)
+                              model_profile=profile.stem if isinstance(profile, Path) else profile, **kw)
 
 
 def _run(backend, shot, settings, **ctx_kw):
@@ -164,7 +170,7 @@ def test_bad_requests_are_refused_before_any_work(tiny_profile, shot8):
     no_depth = dataclasses.replace(shot8, frames=tuple(dataclasses.replace(f, depth_m=None) for f in shot8.frames))
     with pytest.raises(InvalidArgumentError, match="shot has no depth pass"):
         backend.check_inputs(no_depth, _settings(tiny_profile))
-    with pytest.raises(InvalidArgumentError, match="model profile 'nope' not found; known profiles"):
+    with pytest.raises(InvalidArgumentError, match=r"unknown model profile 'nope'; available: \[.*'tiny'"):
         backend.check_inputs(shot8, _settings("nope"))
 
 

@@ -63,7 +63,10 @@ def shots(rendered):
 def tiny_profile(tmp_path_factory):
     from bridge.backends.tiny import build_tiny_animatediff
 
-    return build_tiny_animatediff(tmp_path_factory.mktemp("tiny-model"))
+    profile = build_tiny_animatediff(tmp_path_factory.mktemp("tiny-model"))
+    with pytest.MonkeyPatch.context() as mp:   # jobs name it ("tiny"), from $GREENLIGHT_PROFILES
+        mp.setenv("GREENLIGHT_PROFILES", str(profile.parent))
+        yield profile
 
 
 # ---------------------------------------------------------------- rendering and the cache
@@ -274,7 +277,7 @@ def _generation(backend: str, tiny_profile=None, has_pose: bool = True) -> Gener
     # pose control only where the shot has characters (the corridor has none)
     controls = (ControlSettings("depth", strength=1.0), ControlSettings("pose", enabled=has_pose, strength=1.0))
     return GenerationSettings(backend="animatediff", prompt="previz", seed=7, steps=2, controls=controls,
-                              model_profile=str(tiny_profile))
+                              model_profile=tiny_profile.stem)
 
 
 @pytest.mark.parametrize("backend", ["guides", "tiny"])

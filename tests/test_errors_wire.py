@@ -22,7 +22,9 @@ from bridge.client.status import DETAILS_KEY, error_from_status
 from bridge.errors import (
     BackendError,
     BridgeUnavailableError,
+    DeadlineExceededError,
     GreenlightError,
+    InternalError,
     InvalidArgumentError,
     LimitExceededError,
     NotFoundError,
@@ -31,7 +33,7 @@ from bridge.errors import (
     ShotValidationError,
     UnauthenticatedError,
 )
-from bridge.proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc
+from bridge.proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc, shot_pb2
 from bridge.server import status as server_status
 from bridge.server.config import Limits
 from bridge.shot.request import GenerationSettings
@@ -42,8 +44,10 @@ TOKENS = {"tok-a": "alpha", "tok-b": "beta"}
 
 
 def _header(data: bytes, **kw) -> bridge_pb2.SubmitHeader:
+    """A header for ``data``; its shot facts are the ``small_shot`` fixture's (demo, 6 frames, 64x36)."""
     fields = dict(request_id="r", generation=generation_to_pb(GenerationSettings()), shot_bytes=len(data),
-                  shot_sha256=hashlib.sha256(data).digest())
+                  shot_sha256=hashlib.sha256(data).digest(), project="demo", frame_count=6,
+                  resolution=shot_pb2.Resolution(width=64, height=36))
     fields.update(kw)
     return bridge_pb2.SubmitHeader(**fields)
 
@@ -87,11 +91,12 @@ def test_limits_keep_limit_value_and_maximum(start_bridge, small_shot):
         with pytest.raises(LimitExceededError) as err:       # the header's check, before any data
             client.submit(big, chunk_bytes=32 * 1024)
         _caught(err, LimitExceededError, limit="max_upload_bytes", value=big_bytes, maximum=200_000)
-        with pytest.raises(LimitExceededError) as err:       # checked after the upload
+        with pytest.raises(LimitExceededError) as err:       # the header's frame count, before any data
             client.submit(small_shot, chunk_bytes=32 * 1024)
         _caught(err, LimitExceededError, limit="max_frames", value=6, maximum=4)
         with pytest.raises(LimitExceededError) as err:       # mid-stream
-            client.submit_bytes(_header(data[:100_000], shot_bytes=100_000), data[:100_000], chunk_bytes=100_000)
+            client.submit_bytes(_header(data[:100_000], shot_bytes=100_000, frame_count=4), data[:100_000],
+                                chunk_bytes=100_000)
         _caught(err, LimitExceededError, limit="max_chunk_bytes", value=100_000, maximum=64 * 1024)
 
 
@@ -99,7 +104,7 @@ def test_shot_validation_keeps_field_and_detail(start_bridge, small_shot):
     bridge = start_bridge()
     nan = dataclasses.replace(small_shot.frames[0], depth_m=np.full((36, 64), np.nan, np.float32))
     bad_shots = {
-        "tags.project": (small_shot.with_tags(project=""), "is required"),
+        "tags.shot": (small_shot.with_tags(shot=""), "is required"),   # (the header already names the project)
         "frames[0].depth_m": (dataclasses.replace(small_shot, frames=(nan,) + small_shot.frames[1:]),
                               "2304 NaN values; depth must be metres >= 0"),
     }
@@ -118,7 +123,7 @@ def test_invalid_argument_is_not_a_shot_validation_error(start_bridge, small_sho
     with BridgeClient(bridge.address) as client:
         with pytest.raises(InvalidArgumentError) as err:
             client.submit(small_shot, GenerationSettings(backend="sdxl"))
-        _caught(err, InvalidArgumentError, field=None)             # nothing parsed from the text
+        _caught(err, InvalidArgumentError, field="generation.backend")   # as raised, never parsed from the text
         assert "unknown backend 'sdxl'" in str(err.value)
         with pytest.raises(InvalidArgumentError) as err:
             client.submit_bytes(_header(data, shot_sha256=b"short"), data)
@@ -207,6 +212,71 @@ def test_unreachable_bridge_is_bridge_unavailable(start_bridge):
             list(client.watch("x"))
 
 
+def test_a_submit_retry_outlasts_a_bridge_restart(start_bridge, small_shot):
+    """The bridge goes down after accepting a job; the same submit (same
+    request id) retries while it is down and gets the same job from the
+    bridge restarted on the same port and data folder."""
+    import threading
+    import time
+
+    from bridge.server.app import create_server
+
+    paced = GenerationSettings(backend="paced")
+    first = start_bridge(backends={"paced": PacedBackend(frame_s=0.0)})
+    config = first.config   # the bound port, the same data folder
+    with BridgeClient(first.address, timeout_s=5) as client:
+        job = client.submit(small_shot, paced, request_id="survives").job
+        first.stop(grace=0)
+        restarted = []
+
+        def restart():
+            time.sleep(1.5)   # the client is mid-retry by then
+            restarted.append(create_server(config, backends={"paced": PacedBackend(frame_s=0.0)}))
+
+        thread = threading.Thread(target=restart)
+        thread.start()
+        try:
+            started = time.monotonic()
+            again = client.submit(small_shot, paced, request_id="survives", retry_s=20)
+            waited = time.monotonic() - started
+        finally:
+            thread.join(20)
+        try:
+            assert again.duplicate and again.job.job_id == job.job_id
+            assert waited >= 1.0                        # it did wait for the restart
+            assert len(client.jobs("demo")) == 1        # and made no second job
+        finally:
+            for bridge in restarted:
+                bridge.stop(grace=0)
+    with BridgeClient(first.address, timeout_s=5) as client:   # no bridge: it gives up when told to
+        started = time.monotonic()
+        with pytest.raises(BridgeUnavailableError):
+            client.submit(small_shot, paced, retry_s=1.0)
+        assert time.monotonic() - started < 5
+
+
+def test_a_second_bridge_on_a_busy_port_fails_clearly_and_holds_nothing(start_bridge, tmp_path):
+    from bridge.server.app import create_server
+    from bridge.server.config import BridgeConfig
+
+    first = start_bridge(backends={"paced": PacedBackend(frame_s=0.0)})
+    other_dir = tmp_path / "second"
+    config = BridgeConfig(data_dir=other_dir, port=first.port, meter="estimate")
+    with pytest.raises(PreconditionError, match=f"could not listen on 127.0.0.1:{first.port}: the address is in use"):
+        create_server(config, backends={"paced": PacedBackend(frame_s=0.0)})
+    # the failed start let go of its data folder: a bridge on another port takes it at once
+    from dataclasses import replace
+
+    second = create_server(replace(config, port=0), backends={"paced": PacedBackend(frame_s=0.0)})
+    try:
+        with BridgeClient(second.address) as client:
+            assert client.capabilities().protocol_version == "greenlight.v1"
+    finally:
+        second.stop(grace=0)
+    with BridgeClient(first.address) as client:   # the first one was never disturbed
+        assert client.capabilities().protocol_version == "greenlight.v1"
+
+
 def test_generic_tools_see_the_standard_details(start_bridge, small_shot):
     """QuotaFailure / BadRequest / PreconditionFailure beside ErrorInfo, read
     with grpcio-status as any gRPC client would."""
@@ -239,6 +309,31 @@ def test_generic_tools_see_the_standard_details(start_bridge, small_shot):
         assert _unpack(status, error_details_pb2.ErrorInfo)[0].reason == "NotFoundError"
 
 
+def test_an_unexpected_failure_is_internal_with_a_log_reference_only(start_bridge, caplog):
+    """A bug (not a Greenlight error) in a handler: INTERNAL, a short id that
+    names the log entry, and none of the exception's text or the server's paths."""
+    bridge = start_bridge()
+    secret = str(bridge.config.data_dir / "jobs" / "x.db")
+
+    def broken(*args, **kwargs):
+        raise OSError(f"[Errno 5] Input/output error: {secret!r}")
+
+    bridge.manager.get = broken
+    import re
+
+    with BridgeClient(bridge.address) as client, caplog.at_level("ERROR", logger="bridge.server.service"):
+        for call in (lambda: client.job("x"), lambda: list(client.watch("x"))):
+            with pytest.raises(InternalError) as err:
+                call()
+            message = str(err.value)
+            ref = re.fullmatch(r"internal error ([0-9a-f]{8}); see the bridge log", message)
+            assert ref, message
+            assert secret not in message and "OSError" not in message and "Errno" not in message
+            logged = [r for r in caplog.records if ref.group(1) in r.getMessage()]
+            assert logged and logged[0].exc_info is not None   # the traceback is in the log, under that id
+        assert client.capabilities().protocol_version == "greenlight.v1"   # and the bridge serves on
+
+
 # ------------------------------------------------------------ without a server
 SAMPLES = {
     GreenlightError: GreenlightError("something went wrong"),
@@ -250,7 +345,9 @@ SAMPLES = {
     UnauthenticatedError: UnauthenticatedError("unknown token"),
     PermissionDeniedError: PermissionDeniedError("this token is for project 'a', not 'b'"),
     PreconditionError: PreconditionError("job x is running; its report exists once it has ended"),
+    DeadlineExceededError: DeadlineExceededError("SubmitShot: nothing received for 30 s"),
     BackendError: BackendError("the backend failed"),
+    InternalError: InternalError("internal error 1a2b3c4d; see the bridge log"),
     BridgeUnavailableError: BridgeUnavailableError("cannot reach the Greenlight bridge"),
 }
 
@@ -303,7 +400,12 @@ def test_unknown_reason_or_mismatched_code_falls_back_to_the_code():
     back = GreenlightError.from_parts("ShotValidationError", "m", {"field": "f"}, "NOT_FOUND")
     assert type(back) is NotFoundError
     back = GreenlightError.from_parts(None, "too slow", {}, "DEADLINE_EXCEEDED")
-    assert type(back) is GreenlightError and back.code == "DEADLINE_EXCEEDED"
+    assert type(back) is DeadlineExceededError and back.code == "DEADLINE_EXCEEDED"
+    back = GreenlightError.from_parts(None, "m", {}, "DATA_LOSS")   # a code with no class of its own
+    assert type(back) is GreenlightError and back.code == "DATA_LOSS"
+    # INTERNAL without details stays the general class for the code (older bridges sent it for backends)
+    assert type(GreenlightError.from_parts(None, "m", {}, "INTERNAL")) is BackendError
+    assert type(GreenlightError.from_parts("InternalError", "m", {}, "INTERNAL")) is InternalError
     assert type(errors.error_for_code("INVALID_ARGUMENT", "m")) is InvalidArgumentError
 
 
@@ -389,6 +491,6 @@ def test_statuses_without_details_rebuild_by_code(old_bridge):
         with pytest.raises(InvalidArgumentError) as err:   # too long for details: the code still holds
             client.capabilities()
         assert str(err.value) == "y" * 5000
-        with pytest.raises(GreenlightError) as err:
+        with pytest.raises(DeadlineExceededError) as err:     # by its code alone
             client.report("x")
-        assert type(err.value) is GreenlightError and err.value.code == "DEADLINE_EXCEEDED"
+        assert type(err.value) is DeadlineExceededError and str(err.value) == "took too long"

@@ -95,3 +95,58 @@ def test_schema_is_plain_sqlite(tmp_path):
     store.close()
     with sqlite3.connect(tmp_path / "bridge.sqlite3") as db:
         assert db.execute("SELECT project, shot, state FROM jobs").fetchall() == [("p", "s", "queued")]
+
+
+def test_active_limit_is_counted_and_inserted_in_one_transaction(tmp_path):
+    import threading
+
+    from bridge.errors import LimitExceededError
+
+    store = JobStore(tmp_path)
+    barrier = threading.Barrier(32)
+    outcomes = []
+
+    def create(i):
+        upload = store.new_upload_dir()
+        (upload / "shot.pb").write_bytes(b"shot")
+        barrier.wait(10)
+        try:
+            job, _ = store.create_job(upload, project="p", shot="s", version=1, request_id=f"r{i}", shot_sha256="aa",
+                                      backend="guides", frame_count=3, work_estimate=3.0,
+                                      generation=GenerationSettings(), scheduling=SchedulingSettings(),
+                                      max_active=16)
+            outcomes.append(job.job_id)
+        except LimitExceededError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sum(isinstance(o, str) for o in outcomes) == 16 and len(outcomes) == 32
+    assert store.count_active("p") == 16 and len(list(store.jobs_dir.iterdir())) == 16
+    # the refused uploads are the caller's to delete; a retry of an admitted request id is never refused
+    first = next(o for o in outcomes if isinstance(o, str))
+    again, created = _create(store, request_id=store.get(first).request_id)
+    assert not created and again.job_id == first
+    with pytest.raises(LimitExceededError, match="max_active_jobs_per_project"):
+        upload = store.new_upload_dir()
+        store.create_job(upload, project="p", shot="s", version=1, request_id="late", shot_sha256="aa",
+                         backend="guides", frame_count=3, work_estimate=3.0, generation=GenerationSettings(),
+                         scheduling=SchedulingSettings(), max_active=16)
+    assert store.find_by_request("p", "late") is None
+
+
+def test_delete_job_removes_files_and_rows_of_an_ended_job_only(tmp_path):
+    store = JobStore(tmp_path)
+    job, _ = _create(store)
+    record = FrameRecord(index=0, attempt=1, meter="m", energy_wh=0.5)
+    store.add_frame(job.job_id, record, b"x" * 100)
+    with pytest.raises(PreconditionError, match="cancel it first"):
+        store.delete_job(job.job_id)
+    store.transition(job.job_id, JobState.CANCELLED, "test")
+    assert [j.job_id for j in store.ended_jobs()] == [job.job_id]
+    assert store.ended_jobs(ended_before=0) == [] and store.ended_jobs(project="q") == []
+    assert store.delete_job(job.job_id) == 100 + len(b"shot")
+    assert not store.job_dir(job.job_id).exists() and store.list() == [] and store.frames(job.job_id) == []

@@ -6,6 +6,7 @@ Blender (bpy, child process)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -57,11 +58,15 @@ def test_start_job_crash_restart_stop(tmp_path, small_shot):
         host, port = lb.address.split(":")
         assert host == "127.0.0.1" and int(port) > 0
         assert lb.message == f"serving on {lb.address} (pid {lb.pid})"
-        # the token: private files, never on the command line
-        for name in (local_bridge.TOKEN_FILE, local_bridge.CONFIG_FILE):
+        # the token: private files, never on the command line; the bridge's own file holds only its digest
+        for name in (local_bridge.TOKEN_FILE, local_bridge.CONFIG_FILE, local_bridge.TOKENS_FILE):
             assert stat.S_IMODE((tmp_path / "data" / name).stat().st_mode) == 0o600
         assert (tmp_path / "data" / local_bridge.TOKEN_FILE).read_text().strip() == lb.token
         assert len(lb.token) >= 32
+        for name in (local_bridge.CONFIG_FILE, local_bridge.TOKENS_FILE):
+            assert lb.token not in (tmp_path / "data" / name).read_text()
+        assert hashlib.sha256(lb.token.encode()).hexdigest() in (
+            tmp_path / "data" / local_bridge.TOKENS_FILE).read_text()
         cmdline = Path(f"/proc/{lb.pid}/cmdline").read_bytes().decode()
         assert lb.token not in cmdline and "serve" in cmdline
 
@@ -92,6 +97,7 @@ def test_start_job_crash_restart_stop(tmp_path, small_shot):
     assert lb.state is BridgeState.STOPPED and not _alive(pid)
     assert not (tmp_path / "data" / local_bridge.TOKEN_FILE).exists()
     assert not (tmp_path / "data" / local_bridge.CONFIG_FILE).exists()
+    assert not (tmp_path / "data" / local_bridge.TOKENS_FILE).exists()
 
 
 def test_busy_port_is_a_clear_error(tmp_path):

@@ -1,6 +1,6 @@
 """The wire contract: committed stubs match protos/, and the live server's
-reflection lists exactly the services the .proto files declare (+ health and
-reflection)."""
+reflection (when turned on: it is opt-in) lists exactly the services the
+.proto files declare (+ health and reflection); health is always on."""
 
 import grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -30,7 +30,7 @@ def _proto_services():
 
 
 def test_reflection_lists_the_proto_services(start_bridge):
-    bridge = start_bridge()
+    bridge = start_bridge(reflection=True)
     with grpc.insecure_channel(bridge.address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         replies = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
@@ -43,6 +43,24 @@ def test_reflection_lists_the_proto_services(start_bridge):
                        "GetCapabilities", "DeleteJob", "EstimateJob"}
 
 
+def test_reflection_is_off_by_default(start_bridge):
+    bridge = start_bridge()
+    with grpc.insecure_channel(bridge.address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        try:
+            replies = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNIMPLEMENTED, exc
+        else:
+            raise AssertionError(f"reflection answered without being turned on: {replies}")
+        # health is on all the same
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_health_reports_serving(start_bridge):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -52,3 +70,20 @@ def test_health_reports_serving(start_bridge):
         for service in ("", "greenlight.v1.Bridge"):
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_capabilities_advertise_every_limit(start_bridge):
+    import dataclasses
+
+    from bridge.client import BridgeClient
+    from bridge.server.config import Limits
+
+    limits = Limits(max_frames=7, max_steps=11, max_prompt_chars=99, max_output_width=320, max_output_height=240,
+                    max_streams_per_client=5, max_streams_per_project=6, upload_idle_timeout_s=2.5,
+                    min_free_disk_bytes=12345)
+    bridge = start_bridge(limits=limits)
+    with BridgeClient(bridge.address) as client:
+        advertised = client.capabilities().limits
+    names = {f.name for f in dataclasses.fields(Limits)}
+    assert names == set(type(advertised).DESCRIPTOR.fields_by_name), "a limit the protocol does not advertise"
+    assert {n: getattr(advertised, n) for n in names} == dataclasses.asdict(limits)

@@ -20,12 +20,15 @@ from tests.test_animatediff import RecordingContext  # noqa: E402
 def wan_profile(tmp_path_factory):
     from bridge.backends.tiny import build_tiny_wan_vace
 
-    return build_tiny_wan_vace(tmp_path_factory.mktemp("tiny-wan"))
+    profile = build_tiny_wan_vace(tmp_path_factory.mktemp("tiny-wan"))
+    with pytest.MonkeyPatch.context() as mp:   # jobs name it ("tiny-wan"), from $GREENLIGHT_PROFILES
+        mp.setenv("GREENLIGHT_PROFILES", str(profile.parent))
+        yield profile
 
 
 def _settings(profile, **kw):
     return GenerationSettings(backend="wan-vace", prompt="a robot", seed=kw.pop("seed", 5),
-                              model_profile=str(profile), **kw)
+                              model_profile=profile.stem, **kw)
 
 
 def test_streamed_decode_equals_the_pipeline_output(wan_profile):

@@ -27,9 +27,16 @@ log = logging.getLogger(__name__)
 
 
 class ModelMissingError(PreconditionError):
+    """Clients see hub ids but never a server path: a local folder is named
+    only in the bridge's log (``self.source`` keeps it for the operator's tools)."""
+
     def __init__(self, profile: ModelProfile, component: str, source: str, why: str):
+        shown = source
+        if _is_local(source):
+            log.warning("model component %r of profile %r: %s (%s)", component, profile.name, source, why)
+            shown, why = "a local folder on the bridge (named in its log)", "not found or not loadable there"
         super().__init__(
-            f"model component {component!r} of profile {profile.name!r} is not available: {source} ({why}). "
+            f"model component {component!r} of profile {profile.name!r} is not available: {shown} ({why}). "
             f"Fetch it with `greenlight models pull {profile.name}` where the Hugging Face hub is reachable "
             f"(then copy ~/.cache/huggingface to this machine), or point the profile's [components] "
             f"{component} at a local folder.")
@@ -84,6 +91,12 @@ def _source_for(profile: ModelProfile, spec: ComponentSpec) -> tuple[str | None,
 
 def _is_local(source: str) -> bool:
     return os.path.isabs(source) or source.startswith(".") or Path(source).exists()
+
+
+def _load_failure(source: str, exc: Exception) -> str:
+    """What a failed load says to a client: the error's kind, not its text (which may hold cache paths)."""
+    log.warning("loading %s failed: %s: %s", source, type(exc).__name__, exc)
+    return f"{type(exc).__name__} while loading it; the bridge's log has the details"
 
 
 def missing_components(profile: ModelProfile, needed: set[str] | None = None):
@@ -147,7 +160,7 @@ def load_component(profile: ModelProfile, spec: ComponentSpec, dtype=None):
             # it returns the config dict alone
             config = cast("dict[str, Any]", diffusers.DDIMScheduler.load_config(source, **kwargs))
         except (OSError, ValueError) as exc:
-            raise ModelMissingError(profile, spec.name, source, f"{type(exc).__name__}: {exc}") from exc
+            raise ModelMissingError(profile, spec.name, source, _load_failure(source, exc)) from exc
         return getattr(diffusers, config["_class_name"]).from_config(config)
     cls = _load_class(spec.loader)
     if dtype is not None and spec.name not in ("tokenizer", "scheduler"):
@@ -157,7 +170,7 @@ def load_component(profile: ModelProfile, spec: ComponentSpec, dtype=None):
     try:
         return cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:   # hub/cache misses surface as OSError subclasses
-        raise ModelMissingError(profile, spec.name, source, f"{type(exc).__name__}: {exc}") from exc
+        raise ModelMissingError(profile, spec.name, source, _load_failure(source, exc)) from exc
 
 
 def pull(profile: ModelProfile) -> list[str]:

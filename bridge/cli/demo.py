@@ -82,6 +82,18 @@ def _demo_shot(args, out: Path):
     return sample_shot(frames=args.frames, width=args.width, height=args.height)
 
 
+def _serve_profile(path: Path) -> str:
+    """Jobs name profiles, never paths: a profile file given to the demo is put on
+    GREENLIGHT_PROFILES for its in-process bridge, and named by its stem."""
+    import os
+
+    if path.suffix != ".toml" or not path.is_file():
+        return str(path)   # a name
+    os.environ["GREENLIGHT_PROFILES"] = os.pathsep.join(
+        p for p in (str(path.resolve().parent), os.environ.get("GREENLIGHT_PROFILES", "")) if p)
+    return path.stem
+
+
 def _demo_generation(args, scratch: Path):
     """The best backend this machine can run, and a line saying which and why."""
     from ..backends.loading import missing_components
@@ -93,11 +105,12 @@ def _demo_generation(args, scratch: Path):
         from ..backends.tiny import build_tiny_animatediff
 
         profile = build_tiny_animatediff(scratch / "tiny-model")
-        return (GenerationSettings(backend="animatediff", prompt=prompt, seed=1, model_profile=str(profile)),
+        return (GenerationSettings(backend="animatediff", prompt=prompt, seed=1, model_profile=_serve_profile(profile)),
                 "backend: animatediff on the TINY RANDOM-WEIGHT model (real pipeline, loader and streaming; "
                 "the frames are noise shaped by the controls, not a picture)")
     if args.diffusion:
-        return (GenerationSettings(backend="animatediff", prompt=prompt, seed=1, model_profile=args.diffusion),
+        return (GenerationSettings(backend="animatediff", prompt=prompt, seed=1,
+                                   model_profile=_serve_profile(Path(args.diffusion))),
                 f"backend: animatediff with profile {args.diffusion}")
     import importlib.util
 

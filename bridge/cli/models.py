@@ -42,9 +42,9 @@ def cmd_models_list(args) -> int:
 
 def cmd_models_check(args) -> int:
     from ..backends.loading import missing_components
-    from ..backends.profiles import load_profile
+    from ..backends.profiles import load_profile_file
 
-    profile = load_profile(args.profile)
+    profile = load_profile_file(args.profile)   # the operator's own machine: a name or a .toml path
     missing = missing_components(profile)
     for name, source, why in missing:
         print(f"missing {name}: {source} ({why})", file=sys.stderr)
@@ -57,11 +57,11 @@ def cmd_models_check(args) -> int:
 
 def cmd_models_pull(args) -> int:
     from ..backends.loading import pull
-    from ..backends.profiles import load_profile
+    from ..backends.profiles import load_profile_file
 
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         raise GreenlightError("HF_HUB_OFFLINE is set: unset it to download (on a machine with hub access)")
-    for line in pull(load_profile(args.profile)):
+    for line in pull(load_profile_file(args.profile)):
         print(f"fetched {line}")
     return EXIT_OK
 

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "127.0.0.1:50151"   # also bridge.client.settings (no grpc there: it cannot import this module)
 DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024   # well under the bridge's 4 MiB default limit
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+_MAX_BACKOFF_S = 2.0   # between submit retries, and the channel's reconnect attempts
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,19 @@ class BridgeClient:
 
     def __init__(self, address: str = DEFAULT_ADDRESS, token: str | None = None,
                  tls_root_cert: bytes | None = None, tls: bool = False, timeout_s: float = 30.0,
-                 reconnect_s: float = 60.0):
+                 reconnect_s: float = 60.0, submit_retry_s: float = 30.0):
+        """``timeout_s``: each call's deadline; ``reconnect_s``: how long a broken
+        watch keeps resuming without progress; ``submit_retry_s``: how long a
+        submit keeps retrying while the bridge is unreachable (a restart)."""
         self.address = address
         self.timeout_s = timeout_s
         self.reconnect_s = reconnect_s
+        self.submit_retry_s = submit_retry_s
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
+                   # reconnect soon after a bridge comes back (gRPC's default backoff grows to 120 s)
+                   ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+                   ("grpc.max_reconnect_backoff_ms", int(_MAX_BACKOFF_S * 1000))]
         if tls or tls_root_cert is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=tls_root_cert)
             self._channel = grpc.secure_channel(address, creds, options=options)
@@ -80,9 +88,11 @@ class BridgeClient:
 
     def submit(self, shot: Shot, generation: GenerationSettings = GenerationSettings(),
                scheduling: SchedulingSettings = SchedulingSettings(), request_id: str | None = None,
-               chunk_bytes: int = DEFAULT_CHUNK_BYTES, retries: int = 3) -> Accepted:
-        """Validate locally, then upload in chunks. Retried on UNAVAILABLE:
-        the request id makes a retry return the same job, never a second one."""
+               chunk_bytes: int = DEFAULT_CHUNK_BYTES, retries: int | None = None,
+               retry_s: float | None = None) -> Accepted:
+        """Validate locally, then upload in chunks. Retried on UNAVAILABLE
+        (see ``submit_bytes``): the request id makes a retry return the same
+        job, never a second one."""
         validate_shot(shot)
         data = shot_to_pb(shot).SerializeToString()
         header = bridge_pb2.SubmitHeader(
@@ -90,10 +100,18 @@ class BridgeClient:
             scheduling=scheduling_to_pb(scheduling), shot_bytes=len(data),
             shot_sha256=hashlib.sha256(data).digest(), project=shot.tags.project, frame_count=shot.frame_count,
             resolution=shot_pb2.Resolution(width=shot.width, height=shot.height))
-        return self.submit_bytes(header, data, chunk_bytes, retries)
+        return self.submit_bytes(header, data, chunk_bytes, retries, retry_s)
 
     def submit_bytes(self, header: bridge_pb2.SubmitHeader, data: bytes,
-                     chunk_bytes: int = DEFAULT_CHUNK_BYTES, retries: int = 3) -> Accepted:
+                     chunk_bytes: int = DEFAULT_CHUNK_BYTES, retries: int | None = None,
+                     retry_s: float | None = None) -> Accepted:
+        """Upload a serialized shot. While the bridge is unreachable
+        (UNAVAILABLE: down, restarting) the upload is retried for up to
+        ``retry_s`` seconds (default ``submit_retry_s``), backing off
+        exponentially to at most 2 s between tries; ``retries`` also caps the
+        number of retries (0 = none). Safe: the header's request id makes a
+        retry return the job a lost reply had created."""
+
         def chunks():
             yield bridge_pb2.SubmitChunk(header=header)
             view = memoryview(data)
@@ -101,15 +119,21 @@ class BridgeClient:
                 yield bridge_pb2.SubmitChunk(data=bytes(view[start:start + chunk_bytes]))
 
         timeout = max(self.timeout_s, len(data) / 5e6)  # >= 5 MB/s
-        for attempt in range(retries + 1):
+        give_up = time.monotonic() + (self.submit_retry_s if retry_s is None else retry_s)
+        attempt = 0
+        while True:
             try:
                 reply = self._stub.SubmitShot(chunks(), timeout=timeout, metadata=self._metadata)
                 return Accepted(status_from_pb(reply.job), reply.duplicate)
             except grpc.RpcError as exc:
-                if exc.code() not in _RETRYABLE or attempt == retries:
+                delay = min(0.2 * 2 ** attempt, _MAX_BACKOFF_S)
+                if (exc.code() not in _RETRYABLE or (retries is not None and attempt >= retries)
+                        or time.monotonic() + delay > give_up):
                     raise _error(exc, self.address) from None
-                time.sleep(min(0.2 * 2 ** attempt, 2.0))
-        raise AssertionError("unreachable")
+                log.info("submit %s: bridge unreachable (%s); retrying in %.1f s", header.request_id,
+                         exc.details(), delay)
+                time.sleep(delay)
+                attempt += 1
 
     def job(self, job_id: str) -> JobStatus:
         return status_from_pb(self._call(self._stub.GetJob, bridge_pb2.GetJobRequest(job_id=job_id)))

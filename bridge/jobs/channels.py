@@ -2,11 +2,14 @@
 
 Durable facts (state, frames, reports) live in the store; a channel only
 carries what is ephemeral (latest progress, recent previews) and wakes
-watchers when anything about the job changed.
+watchers when anything about the job changed: threads through ``wait``,
+asyncio tasks (the gRPC servicer) through ``wait_async``, which costs no
+thread while it waits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 from dataclasses import dataclass
@@ -37,6 +40,8 @@ class JobChannel:
         self.seq = 0
         self.progress: ProgressInfo | None = None
         self.previews: collections.deque[PreviewInfo] = collections.deque(maxlen=max_previews)
+        # asyncio waiters: (their loop, a future set from that loop's thread)
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = set()
 
     def notify(self, progress: ProgressInfo | None = None, preview: tuple[int, int, bytes] | None = None) -> None:
         with self._cond:
@@ -46,12 +51,41 @@ class JobChannel:
             if preview is not None:
                 self.previews.append(PreviewInfo(self.seq, *preview))
             self._cond.notify_all()
+            waiters = list(self._waiters)
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_wake, future)
+            except RuntimeError:   # that loop is closed: its waiter is gone with it
+                pass
 
     def wait(self, seen_seq: int, timeout: float) -> int:
         """Block until ``seq`` moves past ``seen_seq`` or the timeout; return seq."""
         with self._cond:
             self._cond.wait_for(lambda: self.seq != seen_seq, timeout=timeout)
             return self.seq
+
+    async def wait_async(self, seen_seq: int, timeout: float) -> int:
+        """``wait`` for asyncio: suspend (no thread held) until ``seq`` moves
+        past ``seen_seq`` or the timeout; return seq."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        waiter = (loop, future)
+        with self._cond:
+            if self.seq != seen_seq:
+                return self.seq
+            self._waiters.add(waiter)
+        try:
+            await asyncio.wait((future,), timeout=timeout)
+        finally:
+            with self._cond:
+                self._waiters.discard(waiter)
+            future.cancel()
+        return self.seq
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class ChannelRegistry:

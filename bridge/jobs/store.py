@@ -21,10 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import NotFoundError, PreconditionError
+from ..errors import LimitExceededError, NotFoundError, PreconditionError
 from ..shot.request import GenerationSettings, SchedulingSettings
 from .migrations import migrate, run_script
-from .model import ACTIVE, Attempt, AttemptOutcome, Decision, FrameRecord, JobReport, JobState, check_transition
+from .model import (
+    ACTIVE,
+    TERMINAL,
+    Attempt,
+    AttemptOutcome,
+    Decision,
+    FrameRecord,
+    JobReport,
+    JobState,
+    check_transition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -197,34 +207,83 @@ class JobStore:
     def create_job(self, upload_dir: Path, *, project: str, shot: str, version: int, request_id: str,
                    shot_sha256: str, backend: str, frame_count: int, work_estimate: float,
                    generation: GenerationSettings, scheduling: SchedulingSettings,
-                   fps: tuple[int, int] = (24, 1)) -> tuple[JobRecord, bool]:
+                   fps: tuple[int, int] = (24, 1), max_active: int | None = None) -> tuple[JobRecord, bool]:
         """Move a complete upload into place and insert its job.
 
         Returns (job, created). When ``request_id`` is already known for the
         project, the upload is discarded and the existing job returned; a
-        different shot under the same request id is refused.
+        different shot under the same request id is refused. ``max_active``:
+        the project's active-job limit, counted and the job inserted in one
+        transaction (concurrent submits never pass it together).
         """
         with self._lock:
-            existing = self.find_by_request(project, request_id)
-            if existing is None:
-                job_id = uuid.uuid4().hex[:20]
-                now = time.time()
-                os.replace(upload_dir, self.job_dir(job_id))
-                self._db.execute(
-                    "INSERT INTO jobs (job_id, project, shot, version, request_id, shot_sha256, backend, state,"
-                    " frame_count, fps_numerator, fps_denominator, work_estimate, generation, scheduling,"
-                    " created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (job_id, project, shot, version, request_id, shot_sha256, backend, JobState.QUEUED.value,
-                     frame_count, fps[0], fps[1], work_estimate, json.dumps(generation.to_dict()),
-                     json.dumps(scheduling.to_dict()), now, now),
-                )
-                return self.get(job_id), True
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                existing = self.find_by_request(project, request_id)
+                if existing is None:
+                    if max_active is not None:
+                        active = self.count_active(project)
+                        if active >= max_active:
+                            raise LimitExceededError(f"max_active_jobs_per_project (project {project!r})",
+                                                     active + 1, max_active)
+                    job_id = uuid.uuid4().hex[:20]
+                    now = time.time()
+                    self._db.execute(
+                        "INSERT INTO jobs (job_id, project, shot, version, request_id, shot_sha256, backend, state,"
+                        " frame_count, fps_numerator, fps_denominator, work_estimate, generation, scheduling,"
+                        " created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (job_id, project, shot, version, request_id, shot_sha256, backend, JobState.QUEUED.value,
+                         frame_count, fps[0], fps[1], work_estimate, json.dumps(generation.to_dict()),
+                         json.dumps(scheduling.to_dict()), now, now),
+                    )
+                    # the row commits only once the files are in place (a folder without a row is swept at start)
+                    os.replace(upload_dir, self.job_dir(job_id))
+                    self._db.execute("COMMIT")
+                    return self.get(job_id), True
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         shutil.rmtree(upload_dir, ignore_errors=True)
         if existing.shot_sha256 != shot_sha256:
             raise PreconditionError(
                 f"request_id {request_id!r} was already used in project {project!r} for a different shot "
                 f"(job {existing.job_id}); use a new request_id for a new submission")
         return existing, False
+
+    def delete_job(self, job_id: str) -> int:
+        """Remove an ended job: its folder (shot, frames, report) and its rows.
+        Returns the bytes of files removed. The energy ledger is another file
+        and keeps the job's row."""
+        with self._lock:
+            job = self.get(job_id)
+            if not job.state.terminal:
+                raise PreconditionError(f"job {job_id} is {job.state.value}; only an ended job can be deleted "
+                                        "(cancel it first)")
+            with self._db:
+                self._db.execute("BEGIN")
+                for table in ("frames", "attempts", "reports", "jobs"):
+                    self._db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
+            folder = self.job_dir(job_id)
+            freed = folder_bytes(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        return freed
+
+    def ended_jobs(self, project: str | None = None, ended_before: float | None = None) -> list[JobRecord]:
+        """Ended jobs (completed, failed, cancelled), oldest first; ``ended_before``:
+        unix seconds their last change precedes (a job's end is its last change)."""
+        where = [f"j.state IN ({','.join('?' * len(TERMINAL))})"]
+        args: list[str | float] = [s.value for s in TERMINAL]
+        if project is not None:
+            where.append("j.project = ?")
+            args.append(project)
+        if ended_before is not None:
+            where.append("j.updated < ?")
+            args.append(ended_before)
+        with self._lock:
+            rows = self._db.execute(_SELECT + " WHERE " + " AND ".join(where) + " ORDER BY j.updated, j.rowid",
+                                    args).fetchall()
+        return [_record(r) for r in rows]
 
     def transition(self, job_id: str, new: JobState, reason: str = "", *, expect: set[JobState] | None = None,
                    decision: Decision | None = None, count_attempt: bool = False) -> JobRecord:
@@ -271,8 +330,12 @@ class JobStore:
                 return False
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(".partial")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:   # a full disk: give back what the partial file took
+            tmp.unlink(missing_ok=True)
+            raise
         r = record
         with self._lock, self._db:   # one transaction: the frame row, the attempt checkpoint, the job's timestamp
             self._db.execute("BEGIN")
@@ -291,8 +354,12 @@ class JobStore:
     def save_report(self, job_id: str, report: JobReport) -> None:
         text = json.dumps(report.to_dict(), indent=1, allow_nan=False)
         tmp = self.job_dir(job_id) / "report.json.partial"
-        tmp.write_text(text)
-        os.replace(tmp, self.job_dir(job_id) / "report.json")
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, self.job_dir(job_id) / "report.json")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO reports (job_id, json) VALUES (?, ?)", (job_id, text))
 
@@ -352,6 +419,14 @@ class JobStore:
             self._db.execute("UPDATE jobs SET decision = ?, state_reason = ?, updated = ? WHERE job_id = ?",
                              (json.dumps(decision.to_dict()), decision.reason, time.time(), job_id))
 
+    def counts(self) -> tuple[dict[JobState, int], int]:
+        """(jobs by state, frames stored): two COUNT queries, for the metrics endpoint."""
+        with self._lock:
+            by_state = {JobState.parse(state): n for state, n in
+                        self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
+            frames = self._db.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
+        return by_state, int(frames)
+
     def count_active(self, project: str) -> int:
         with self._lock:
             return self._db.execute(
@@ -403,6 +478,18 @@ class JobStore:
                             f"re-queued after a bridge restart interrupted attempt {job.attempts}")
         pending = self.list(states={JobState.QUEUED, JobState.SCHEDULED}, limit=1_000_000)
         return sorted(pending, key=lambda j: j.created)
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 when it is gone)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 _FRAME_COLUMNS = ("job_id", "idx", "file", "energy_wh", "work", "created", "attempt", "meter", "measured", "site",

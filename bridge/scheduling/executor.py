@@ -3,12 +3,24 @@ at a time, in a worker thread per device (DESIGN section 7).
 
 It owns the run of an attempt: state transitions, energy windows around the
 whole run and each frame, frame files, and the final report.
+
+Fairness: released jobs wait in a ``FairQueue`` (interactive before batch,
+projects taking turns within a class). A running job of a resumable backend
+yields between frames, after ``time_slice_s``, to an interactive job of
+another project that waits: its attempt ends ``interrupted`` and the job goes
+back to the queue, at the head of its project's line, keeping its frames.
+
+Faults: whatever fails during a run (a full disk, the database, the meter,
+the backend) ends the job ``failed`` with a reason a person can read, and its
+watchers are told; the worker goes on with the next job.
 """
 
 from __future__ import annotations
 
+import collections
+import errno
 import logging
-import queue
+import sqlite3
 import threading
 import time
 import traceback
@@ -34,6 +46,104 @@ from ..jobs.store import JobRecord, JobStore
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_S = 5.0    # an attempt's energy is stored at least this often (and with every frame)
 SIGNAL_RETRY_S = 60.0       # after a carbon-signal outage, frames use the static figure this long before a retry
+TIME_SLICE_S = 30.0         # a resumable job runs at least this long before it yields to another project's job
+END_RETRIES = (0.05, 0.2, 1.0)   # waits before retrying a job's final state write (a busy or failing database)
+INTERACTIVE, BATCH = 0, 1   # FairQueue priorities
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Why a job failed, for people: no server paths, no tracebacks (the log has them)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the bridge's disk is full (no space left on device); free space on the bridge and resubmit"
+    if isinstance(exc, OSError):
+        why = exc.strerror or type(exc).__name__
+        return f"the bridge could not read or write the job's files ({why})"
+    if isinstance(exc, sqlite3.Error):
+        return f"the bridge's job database failed ({exc}); the bridge operator should check its data folder"
+    if isinstance(exc, GreenlightError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class FairQueue:
+    """The run queue. Interactive jobs before batch jobs (a batch job whose
+    latest safe start has come counts as interactive: deadlines hold);
+    within a class, projects take turns: the project served least recently
+    goes next (round robin, where a project that just ran waits behind one
+    that came while it ran); one project's jobs run in the order they came."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        # (priority, project) -> [(job id, unix time it becomes urgent or None, arrival)]
+        self._lines: dict[tuple[int, str], collections.deque[tuple[str, float | None, int]]] = {}
+        self._served: dict[str, int] = {}    # project -> the tick its last job left the queue
+        self._tick = 0
+        self._arrival = 0
+        self._stops = 0
+
+    def put(self, job_id: str, project: str = "", priority: int = INTERACTIVE, urgent_at: float | None = None,
+            front: bool = False) -> None:
+        """``front``: at the head of its project's line (a job that yielded keeps its place there)."""
+        with self._cond:
+            line = self._lines.setdefault((priority, project), collections.deque())
+            self._arrival += 1
+            if front:
+                line.appendleft((job_id, urgent_at, (line[0][2] - 1) if line else self._arrival))
+            else:
+                line.append((job_id, urgent_at, self._arrival))
+            self._cond.notify()
+
+    def put_stop(self) -> None:
+        """Wake one worker with None (it exits)."""
+        with self._cond:
+            self._stops += 1
+            self._cond.notify()
+
+    def get(self, timeout: float | None = None) -> str | None:
+        """The next job id; None to stop (or after ``timeout`` with nothing to run)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._stops or self._lines, timeout=timeout):
+                return None
+            if self._stops:
+                self._stops -= 1
+                return None
+            return self._pop()
+
+    def _pop(self) -> str:
+        now = time.time()
+        urgent = [(line[0][1], line[0][2], key) for key, line in self._lines.items()
+                  if key[0] == BATCH and line[0][1] is not None and line[0][1] <= now]
+        if urgent:   # a batch job at its latest safe start goes before interactive work
+            key = min(urgent)[2]
+        else:
+            priority = min(prio for prio, _ in self._lines)
+            key = min((k for k in self._lines if k[0] == priority),
+                      key=lambda k: (self._served.get(k[1], -1), self._lines[k][0][2]))
+        line = self._lines[key]
+        job_id = line.popleft()[0]
+        if not line:
+            del self._lines[key]
+        self._tick += 1
+        self._served[key[1]] = self._tick
+        return job_id
+
+    def discard(self, job_id: str) -> None:
+        with self._cond:
+            for key, line in list(self._lines.items()):
+                kept = collections.deque(e for e in line if e[0] != job_id)
+                if not kept:
+                    del self._lines[key]
+                elif len(kept) != len(line):
+                    self._lines[key] = kept
+
+    def waiting(self) -> list[tuple[str, str, int]]:
+        """(job id, project, priority) of every queued job, in no particular order."""
+        with self._cond:
+            return [(e[0], project, prio) for (prio, project), line in self._lines.items() for e in line]
+
+    def __len__(self) -> int:
+        with self._cond:
+            return sum(len(line) for line in self._lines.values())
 
 
 @dataclass
@@ -47,6 +157,8 @@ class _Attempt:
     frames_done: frozenset[int]
     site: Site
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    yield_event: threading.Event = field(default_factory=threading.Event)   # set: give the device to another job
+    yielded_to: str = ""
     started: float = field(default_factory=time.monotonic)
     frame_window: Window | None = None   # laps once per frame: consecutive windows tile the attempt
     produced_indices: set[int] = field(default_factory=set)
@@ -65,7 +177,8 @@ class _Attempt:
 
     @property
     def cancelled(self) -> bool:
-        return self.cancel_event.is_set()
+        """What the backend checks between steps: a cancel, a stop, or a yield."""
+        return self.cancel_event.is_set() or self.yield_event.is_set()
 
     def energy_so_far_wh(self) -> float:
         """The job's energy so far: earlier attempts, this one's frames and what is pending."""
@@ -104,6 +217,7 @@ class _Attempt:
         self.check_index(index)
         self.meter_lap()     # one meter read; sub-100 ms NVML windows are power x time
         self.record_frame(index, work, lambda meta: encode_png(rgb, meta))
+        self.executor.consider_yield(self)
 
     def check_index(self, index: int) -> None:
         if not 0 <= index < self.job.frame_count:
@@ -167,10 +281,13 @@ class LocalExecutor:
         self.devices = devices
         self.ledger = ledger
         self.meter_reason = getattr(meter, "name", type(meter).__name__)   # what was chosen and why
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._queue = FairQueue()
         self._running: dict[str, _Attempt] = {}
         # cancels that arrived after a job turned RUNNING in the store but before its attempt was registered
         self._cancel_pending: set[str] = set()
+        self._cancel_reasons: dict[str, str] = {}   # job id -> the reason a cancel gave (its state_reason)
+        # a resumable job yields to another project's waiting interactive job after this long (None: never)
+        self.time_slice_s: float | None = TIME_SLICE_S
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"greenlight-{d}", daemon=True) for d in devices]
         self._stopping = threading.Event()
@@ -180,19 +297,61 @@ class LocalExecutor:
             t.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask running jobs to stop and the workers to exit; running jobs stay
-        ``running`` in the store and are re-queued by the next start."""
+        """Drain: running jobs finish the frame they are on and stop; their
+        attempts end ``interrupted`` and the jobs go back to ``queued`` (the
+        next start plans and runs them again, keeping their frames). Then
+        the workers exit."""
         self._stopping.set()
         with self._lock:
             for attempt in self._running.values():
                 attempt.cancel_event.set()
         for _ in self._threads:
-            self._queue.put(None)
+            self._queue.put_stop()
         for t in self._threads:
             t.join(timeout)
 
-    def enqueue(self, job_id: str) -> None:
-        self._queue.put(job_id)
+    def enqueue(self, job_id: str, front: bool = False) -> None:
+        """Queue a released job for a device (scheduler.release)."""
+        project, priority, urgent_at = "", INTERACTIVE, None
+        try:
+            job = self.store.get(job_id)
+            project = job.project
+            if job.scheduling.job_class == "batch":
+                priority = BATCH
+                if job.decision is not None and job.decision.must_start_by is not None:
+                    urgent_at = job.decision.must_start_by.timestamp()
+        except Exception as exc:   # queued anyway: its start reads the store again and says what is wrong
+            log.warning("job %s: queued without its project (%s)", job_id, exc)
+        self._queue.put(job_id, project, priority, urgent_at, front=front)
+
+    def request_cancel(self, job_id: str, reason: str = "") -> bool:
+        """Cancel a running (or starting) job, keeping ``reason`` as its state reason."""
+        if reason:
+            with self._lock:
+                self._cancel_reasons[job_id] = reason
+        return self.cancel_running(job_id)
+
+    def queued(self) -> list[str]:
+        return [job_id for job_id, _, _ in self._queue.waiting()]
+
+    def consider_yield(self, attempt: _Attempt) -> None:
+        """After a frame: give the device to another project's waiting
+        interactive job once this one has had its time slice (only a backend
+        that resumes from stored frames)."""
+        if self.time_slice_s is None or attempt.cancelled or self._stopping.is_set():
+            return
+        if time.monotonic() - attempt.started < self.time_slice_s:
+            return
+        backend = self.backends.get(attempt.job.backend)
+        if backend is None or not backend.info().can_resume:
+            return
+        for job_id, project, priority in self._queue.waiting():
+            if priority == INTERACTIVE and project != attempt.job.project:
+                attempt.yielded_to = job_id
+                attempt.yield_event.set()
+                log.info("job %s: yields to job %s of project %r after %d frames", attempt.job_id, job_id,
+                         project, attempt.produced)
+                return
 
     def cancel_running(self, job_id: str) -> bool:
         with self._lock:
@@ -249,8 +408,19 @@ class LocalExecutor:
                 return
             try:
                 self._run(job_id)
-            except Exception:  # a bug in the executor itself: keep serving
+            except Exception as exc:  # a bug in the executor itself: the job still ends, the worker goes on
                 log.exception("job %s: executor error", job_id)
+                self._fail_unstarted(job_id, exc)
+
+    def _fail_unstarted(self, job_id: str, exc: BaseException) -> None:
+        """A job whose run could not begin or end normally: FAILED, watchers told."""
+        try:
+            job = self.store.get(job_id)
+            if not job.state.terminal:
+                self._finish(job_id, JobState.FAILED, f"the bridge could not run the job: {describe_failure(exc)}")
+        except Exception:
+            log.exception("job %s: could not be marked failed", job_id)
+            self.channels.notify(job_id)
 
     def _start_attempt(self, job_id: str) -> _Attempt | None:
         """SCHEDULED -> RUNNING and the attempt's record; None when the job
@@ -260,9 +430,14 @@ class LocalExecutor:
         except GreenlightError as exc:
             log.info("job %s: not started: %s", job_id, exc)
             return None
-        done = frozenset(f.index for f in self.store.frames(job_id))
-        attempt = self._new_attempt(job, done)
-        self.store.save_attempt(job_id, attempt.checkpoint())
+        try:
+            done = frozenset(f.index for f in self.store.frames(job_id))
+            attempt = self._new_attempt(job, done)
+            self.store.save_attempt(job_id, attempt.checkpoint())
+        except Exception as exc:
+            log.exception("job %s: could not start", job_id)
+            self._finish(job_id, JobState.FAILED, f"the bridge could not start the job: {describe_failure(exc)}")
+            return None
         with self._lock:
             self._running[job_id] = attempt
             if job_id in self._cancel_pending:
@@ -282,10 +457,10 @@ class LocalExecutor:
         if attempt is None:
             return
         job = attempt.job
-        attempt.frame_window = Window(self.meter).open()
         log.info("job %s: running %s (attempt %d)", job_id, job.backend, job.attempts)
         error: str | None = None
         try:
+            attempt.frame_window = Window(self.meter).open()
             backend = self.backends[job.backend]
             msg = shot_pb2.Shot()
             msg.ParseFromString(self.store.shot_path(job_id).read_bytes())
@@ -293,11 +468,14 @@ class LocalExecutor:
             backend.run(shot, job.generation, attempt)
         except Exception as exc:  # a job failure must never escape as a crash
             log.error("job %s: failed\n%s", job_id, traceback.format_exc())
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            with self._lock:
-                self._running.pop(job_id, None)
+            error = describe_failure(exc)
+        with self._lock:
+            self._running.pop(job_id, None)
+        try:
             attempt.meter_lap()     # the tail after the last frame
+        except Exception as exc:    # a meter that fails now must not leave the job running
+            log.exception("job %s: meter failed at the end of the run", job_id)
+            error = error or f"the energy meter failed: {describe_failure(exc)}"
         self._end_attempt(attempt, error)
 
     def _end_attempt(self, attempt: _Attempt, error: str | None) -> None:
@@ -306,34 +484,93 @@ class LocalExecutor:
         frame is stored. A bridge shutting down leaves the job running (the
         next start re-queues it) and the attempt interrupted."""
         job = attempt.job
-        if self._stopping.is_set() and error is None and attempt.cancelled:
-            self.store.end_attempt(job.job_id, attempt.close(AttemptOutcome.INTERRUPTED, "the bridge stopped"))
+        user_cancel = attempt.cancel_event.is_set()     # set by a cancel, or by stop() for every running job
+        stopped = self._stopping.is_set() and user_cancel
+        yielded = attempt.yield_event.is_set() and not user_cancel
+        if error is None and (stopped or yielded):
+            self._requeue(attempt)
             return
-        if attempt.cancelled:
-            state, reason = JobState.CANCELLED, "cancelled by request"
+        if user_cancel:
+            with self._lock:
+                why = self._cancel_reasons.pop(job.job_id, "")
+            state, reason = JobState.CANCELLED, why or "cancelled by request"
         elif error is not None:
             state, reason = JobState.FAILED, error
         else:
-            missing = job.frame_count - len(self.store.frames(job.job_id))
-            state, reason = ((JobState.FAILED, f"backend {job.backend!r} ended with {missing} frames missing")
-                             if missing else (JobState.COMPLETED, ""))
+            try:
+                missing = job.frame_count - len(self.store.frames(job.job_id))
+                state, reason = ((JobState.FAILED, f"backend {job.backend!r} ended with {missing} frames missing")
+                                 if missing else (JobState.COMPLETED, ""))
+            except Exception as exc:
+                log.exception("job %s: could not count its frames", job.job_id)
+                state, reason = JobState.FAILED, f"the bridge could not check the job's frames: {describe_failure(exc)}"
         outcome = {JobState.CANCELLED: AttemptOutcome.CANCELLED, JobState.FAILED: AttemptOutcome.FAILED,
                    JobState.COMPLETED: AttemptOutcome.COMPLETED}[state]
-        self.store.end_attempt(job.job_id, attempt.close(outcome, reason))
+        try:
+            self.store.end_attempt(job.job_id, attempt.close(outcome, reason))
+        except Exception as exc:
+            log.exception("job %s: could not close attempt %d", job.job_id, attempt.record.number)
+            if state is JobState.COMPLETED:
+                state, reason = JobState.FAILED, f"the bridge could not record the job's end: {describe_failure(exc)}"
         self._finish(job.job_id, state, reason)
 
+    def _requeue(self, attempt: _Attempt) -> None:
+        """A stop or a yield: the attempt ends interrupted, the job goes back to
+        the queue with its frames (after a stop, the next start plans it)."""
+        job_id = attempt.job_id
+        if attempt.yield_event.is_set():
+            why = f"yielded to job {attempt.yielded_to} of another project after {attempt.produced} frames"
+        else:
+            why = "the bridge stopped"
+        try:
+            self.store.end_attempt(job_id, attempt.close(AttemptOutcome.INTERRUPTED, why))
+            self.store.transition(job_id, JobState.QUEUED, f"re-queued: {why} (attempt {attempt.record.number})")
+            if not self._stopping.is_set():
+                self.store.transition(job_id, JobState.SCHEDULED, f"waiting for its turn: {why}")
+                self.enqueue(job_id, front=True)
+        except Exception as exc:
+            log.exception("job %s: could not be re-queued", job_id)
+            self._finish(job_id, JobState.FAILED, f"the bridge could not re-queue the job: {describe_failure(exc)}")
+            return
+        self.channels.notify(job_id)
+
     def _finish(self, job_id: str, state: JobState, reason: str) -> None:
-        job = self.store.get(job_id)
-        report = self.report_for(job, state)
-        self.store.save_report(job_id, report)
-        if self.ledger is not None:
+        """The job's last writes: report, ledger row, final state. A failing
+        write never leaves the job running: a report that cannot be saved
+        makes it FAILED, and the final state write is retried."""
+        try:
+            report = self.report_for(self.store.get(job_id), state)
+            self.store.save_report(job_id, report)
+        except Exception as exc:
+            log.exception("job %s: report could not be saved", job_id)
+            report = None
+            if state is not JobState.FAILED:
+                state, reason = JobState.FAILED, f"its report could not be saved: {describe_failure(exc)}"
+        if self.ledger is not None and report is not None:
             try:
                 self.ledger.record(report)
             except Exception:  # the ledger is a record, never a reason to fail a job
                 log.exception("job %s: ledger write failed", job_id)
-        self.store.transition(job_id, state, reason)
-        self.channels.notify(job_id)
-        self.channels.discard(job_id)
+        try:
+            for wait in (*END_RETRIES, None):
+                try:
+                    self.store.transition(job_id, state, reason)
+                    break
+                except GreenlightError:
+                    raise   # the job is in another state already (an illegal move): nothing to retry
+                except Exception:
+                    if wait is None:
+                        raise
+                    log.warning("job %s: final state write failed; retrying in %.2f s", job_id, wait,
+                                exc_info=True)
+                    time.sleep(wait)
+        except Exception:
+            log.exception("job %s: could not be marked %s", job_id, state.value)
+        finally:
+            self.channels.notify(job_id)
+            self.channels.discard(job_id)
+            with self._lock:
+                self._cancel_reasons.pop(job_id, None)
         log.info("job %s: %s %s", job_id, state.value, reason)
 
     def report_for(self, job: JobRecord, state: JobState) -> JobReport:

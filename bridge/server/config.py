@@ -3,7 +3,10 @@ test) from flags, environment and an optional TOML file."""
 
 from __future__ import annotations
 
+import math
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -62,7 +65,7 @@ class BridgeConfig:
     metrics_port: int | None = None    # Prometheus text endpoint; None = off, 0 = any free port
     metrics_host: str = "127.0.0.1"
     site: Site = field(default_factory=Site)
-    max_workers: int = 64
+    max_workers: int = 16              # threads for blocking work (store, files); streams hold none
     watts_per_busy_cpu: float | None = None   # None = the meter's default
     # Energy meter: "auto" (NVML for the GPUs this bridge's jobs run on, then
     # RAPL, then the CPU-time estimate), or "nvml", "rapl", "estimate" to insist.
@@ -94,13 +97,20 @@ class BridgeConfig:
         return f"{self.host}:{self.port}"
 
 
-def load_config(path: str | Path | None, **overrides) -> BridgeConfig:
+def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None, **overrides) -> BridgeConfig:
     """Build a config from a TOML file (optional) and keyword overrides.
 
-    TOML layout: top-level keys of BridgeConfig, tables ``[limits]``,
-    ``[site]`` and ``[tokens]`` (token = "project"). ``[site]`` may say
-    ``use = "aws-eu-central-1"`` (a shipped site, or one from the optional
-    top-level ``sites_file``) and override its fields; see docs/energy.md.
+    TOML layout: top-level keys of BridgeConfig, tables ``[limits]`` and
+    ``[site]``. ``[site]`` may say ``use = "aws-eu-central-1"`` (a shipped
+    site, or one from the optional top-level ``sites_file``) and override its
+    fields; see docs/energy.md.
+
+    Tokens never sit in this file: they come, hashed, from ``tokens_file``
+    (a private TOML file of ``"<sha256 hex>" = "project"`` entries, written by
+    ``greenlight token new``) and, in the clear, from the environment variable
+    GREENLIGHT_TOKENS (``project=token,project=token``; hashed here). Both
+    are merged with digests given as the ``tokens`` override. See
+    docs/security.md. ``environ`` is for tests (default ``os.environ``).
     """
     data: dict = {}
     if path is not None:
@@ -122,13 +132,17 @@ def load_config(path: str | Path | None, **overrides) -> BridgeConfig:
             raise InvalidArgumentError(f"config [[remote_sites]] #{i + 1}: devices must be a whole number >= 1")
         remote.append((site_from_config(entry, sites_file), devices))
     data["remote_sites"] = tuple(remote)
-    tokens = {str(k): str(v) for k, v in data.pop("tokens", {}).items()}
+    if "tokens" in data:
+        raise InvalidArgumentError(
+            f"config {path}: a [tokens] table is no longer read (tokens in a config file sit in the clear); "
+            "move them to a private tokens file named by tokens_file = \"...\" (create it with "
+            "`greenlight token new --project P --tokens-file FILE`), or set GREENLIGHT_TOKENS", field="tokens")
     known = {f.name for f in fields(BridgeConfig)}
     unknown = set(data) - known
     if unknown:
         raise InvalidArgumentError(f"config {path}: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
     data.setdefault("data_dir", overrides.pop("data_dir", Path("greenlight-data")))
-    config = BridgeConfig(**{**data, "data_dir": Path(data["data_dir"])}, limits=limits, site=site, tokens=tokens)
+    config = BridgeConfig(**{**data, "data_dir": Path(data["data_dir"])}, limits=limits, site=site)
     config = replace(config, extra_backends=tuple(config.extra_backends),
                      carbon_signals=tuple(config.carbon_signals))
     config = replace(config, meter_gpus=tuple(int(i) for i in config.meter_gpus))
@@ -142,11 +156,26 @@ def load_config(path: str | Path | None, **overrides) -> BridgeConfig:
     if config.remote_sites and config.executor != "ray":
         raise InvalidArgumentError(f"config {path}: [[remote_sites]] need executor = \"ray\" "
                                    "(the local executor runs on this machine only)")
-    for key in ("tls_cert", "tls_key"):
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    config = replace(config, **overrides)
+    for key in ("tls_cert", "tls_key", "tls_client_ca", "tokens_file"):
         if getattr(config, key) is not None:
             config = replace(config, **{key: Path(getattr(config, key))})
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return replace(config, **overrides)
+    for key in ("insecure_no_auth", "reflection", "audit_log"):
+        if not isinstance(getattr(config, key), bool):
+            raise InvalidArgumentError(f"config {path}: {key} must be true or false", field=key)
+    return replace(config, tokens=_tokens(config, os.environ if environ is None else environ))
+
+
+def _tokens(config: BridgeConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    from .auth import TOKENS_ENV, is_digest, load_tokens_file, merge_tokens, tokens_from_env
+
+    given = {str(k).lower(): str(v) for k, v in config.tokens.items()}
+    if not all(is_digest(k) for k in given):
+        raise InvalidArgumentError("tokens are kept as SHA-256 hex digests (see bridge.server.auth.hash_token)",
+                                   field="tokens")
+    from_file = load_tokens_file(config.tokens_file) if config.tokens_file is not None else {}
+    return merge_tokens(given, from_file, tokens_from_env(environ.get(TOKENS_ENV, "")))
 
 
 def _build(cls, values: dict, section: str):
@@ -154,7 +183,27 @@ def _build(cls, values: dict, section: str):
     unknown = set(values) - known
     if unknown:
         raise InvalidArgumentError(f"config [{section}]: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
-    return cls(**values)
+    built = cls(**values)
+    if cls is Limits:
+        _validate_limits(built)
+    return built
+
+
+def _validate_limits(limits: Limits) -> Limits:
+    """Every ``[limits]`` value a finite number of its field's kind, > 0
+    (``min_free_disk_bytes`` may be 0: no guard); the field named otherwise."""
+    for f in fields(Limits):
+        value = getattr(limits, f.name)
+        whole = f.type in (int, "int")
+        kind = "a whole number" if whole else "a number"
+        least = 0 if f.name == "min_free_disk_bytes" else None
+        ok = (isinstance(value, int) if whole else isinstance(value, (int, float))) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value) and (value >= least if least is not None else value > 0)
+        if not ok:
+            bound = f">= {least}" if least is not None else "> 0"
+            raise InvalidArgumentError(f"config [limits] {f.name}: must be {kind} {bound}, got {value!r}",
+                                       field=f"limits.{f.name}")
+    return limits
 
 
 def build_signal(specs: tuple[str, ...]):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 from ..backends.base import Backend
 from ..errors import (
@@ -56,6 +58,19 @@ class Estimate:
     basis: str
 
 
+@dataclass(frozen=True)
+class _ShotSize:
+    """The only facts of a shot ``Backend.estimate_work`` reads: an estimate needs no shot data."""
+
+    frame_count: int
+    width: int
+    height: int
+
+
+def disk_free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
 class JobManager:
     def __init__(self, config: BridgeConfig, store: JobStore, channels: ChannelRegistry,
                  backends: dict[str, Backend], executor: LocalExecutor, scheduler: CarbonScheduler,
@@ -67,6 +82,8 @@ class JobManager:
         self.backends = backends
         self.executor = executor
         self.scheduler = scheduler
+        # free bytes on the data folder's disk (a test gives its own probe)
+        self.disk_free: Callable[[Path], int] = disk_free_bytes
 
     def start(self) -> None:
         """Recover after a restart: re-queued jobs are planned again, planned
@@ -98,44 +115,168 @@ class JobManager:
     def check_header(self, principal: Principal, declared: DeclaredShot, request_id: str,
                      generation: GenerationSettings, scheduling: SchedulingSettings) -> None:
         """Every check that needs no shot data (token vs project, sizes, limits,
-        settings, free disk), before the upload is read."""
-        raise NotImplementedError   # issue 13: jobs side
+        settings, free disk), before the upload is read.
+
+        Header facts a client left unset (project "", frame count or
+        resolution 0: a client older than these fields) are checked on the
+        parsed shot by ``submit`` instead; whatever is declared is checked here
+        and must match the shot there."""
+        self._check_request_id(request_id)
+        if declared.project:
+            principal.check_project(declared.project)
+        self.check_upload_size(declared.shot_bytes)
+        self._check_request(declared.frame_count, declared.width, declared.height, generation, scheduling,
+                            where="header", declared=True)
+        if declared.project and self.store.find_by_request(declared.project, request_id) is None:
+            self._check_active(declared.project)     # a retry of an admitted request is never refused here
+        self.check_free_disk(declared.shot_bytes)
+
+    def check_free_disk(self, incoming_bytes: int = 0) -> None:
+        """Refuse work while the data folder's disk would keep less than
+        ``min_free_disk_bytes`` free after ``incoming_bytes`` more."""
+        minimum = self.config.limits.min_free_disk_bytes
+        if minimum <= 0:
+            return
+        try:
+            free = self.disk_free(self.store.root)
+        except OSError as exc:
+            log.warning("free space of the data folder unknown (%s); not refusing on it", exc)
+            return
+        left = free - max(incoming_bytes, 0)
+        if left < minimum:
+            raise LimitExceededError("min_free_disk_bytes (free space left on the bridge's disk)", max(left, 0),
+                                     minimum)
+
+    @staticmethod
+    def _check_request_id(request_id: str) -> None:
+        if not 1 <= len(request_id) <= 128:
+            raise InvalidArgumentError(f"header.request_id: must be 1-128 characters, got {len(request_id)}",
+                                       field="header.request_id")
+
+    def _check_generation(self, generation: GenerationSettings, width: int, height: int) -> None:
+        """The settings, with the bridge's limits; the output resolution as it
+        will be made (0 = the shot's; a shot size of 0 = not known yet)."""
+        limits = self.config.limits
+        validate_generation(generation, max_steps=limits.max_steps, max_prompt_chars=limits.max_prompt_chars,
+                            max_output_width=limits.max_output_width, max_output_height=limits.max_output_height)
+        if not generation.output_width:
+            if width > limits.max_output_width:
+                raise LimitExceededError("max_output_width (the shot's width, as no output resolution is set)",
+                                         width, limits.max_output_width)
+            if height > limits.max_output_height:
+                raise LimitExceededError("max_output_height (the shot's height, as no output resolution is set)",
+                                         height, limits.max_output_height)
+
+    def _backend(self, generation: GenerationSettings) -> Backend:
+        backend = self.backends.get(generation.backend)
+        if backend is None:
+            raise InvalidArgumentError(
+                f"generation.backend: unknown backend {generation.backend!r}; available: {sorted(self.backends)}",
+                field="generation.backend")
+        return backend
+
+    def _check_scheduling(self, scheduling: SchedulingSettings) -> None:
+        validate_scheduling(scheduling)
+        names = [site.name for site, _ in self.config.sites]
+        unknown = set(scheduling.allowed_sites) - set(names)
+        if unknown:
+            raise InvalidArgumentError(
+                f"scheduling.allowed_sites: unknown sites {sorted(unknown)}; this bridge has {names}",
+                field="scheduling.allowed_sites")
+
+    def _check_request(self, frame_count: int, width: int, height: int, generation: GenerationSettings,
+                       scheduling: SchedulingSettings, where: str, declared: bool = False) -> Backend:
+        """Sizes against ``[limits]`` and the backend, settings, scheduling: all
+        a submit checks that needs only the shot's size. ``declared``: a
+        header's facts, where 0 means "not declared" (checked after upload)."""
+        limits = self.config.limits
+        if frame_count < 0 or (frame_count == 0 and not declared):
+            raise InvalidArgumentError(f"{where}.frame_count: must be > 0, got {frame_count}",
+                                       field=f"{where}.frame_count")
+        unknown_size = declared and width == 0 and height == 0
+        if not unknown_size and (width <= 0 or height <= 0):
+            raise InvalidArgumentError(f"{where}.resolution: must be positive, got {width}x{height}",
+                                       field=f"{where}.resolution")
+        if frame_count > limits.max_frames:
+            raise LimitExceededError("max_frames", frame_count, limits.max_frames)
+        if width > limits.max_width:
+            raise LimitExceededError("max_width", width, limits.max_width)
+        if height > limits.max_height:
+            raise LimitExceededError("max_height", height, limits.max_height)
+        self._check_generation(generation, width, height)
+        backend = self._backend(generation)
+        info = backend.info()
+        if not info.available:
+            raise InvalidArgumentError(
+                f"generation.backend: {backend.id!r} is not available here: {info.unavailable_reason}",
+                field="generation.backend")
+        out_w, out_h = generation.output_width or width, generation.output_height or height   # 0: not known yet
+        if frame_count > info.max_frames:
+            raise InvalidArgumentError(
+                f"frames: backend {backend.id!r} takes at most {info.max_frames} frames, got {frame_count}",
+                field=f"{where}.frame_count")
+        if out_w > info.max_width or out_h > info.max_height:
+            raise InvalidArgumentError(
+                f"resolution: backend {backend.id!r} takes at most {info.max_width}x{info.max_height}, "
+                f"got {out_w}x{out_h}", field="generation.output_resolution")
+        self._check_scheduling(scheduling)
+        return backend
+
+    def _check_active(self, project: str) -> None:
+        """A cheap early refusal; the store's create_job is the one that holds under races."""
+        active = self.store.count_active(project)
+        limit = self.config.limits.max_active_jobs_per_project
+        if active >= limit:
+            raise LimitExceededError(f"max_active_jobs_per_project (project {project!r})", active + 1, limit)
 
     def estimate(self, principal: Principal, project: str, frame_count: int, width: int, height: int,
                  generation: GenerationSettings, scheduling: SchedulingSettings) -> Estimate:
-        raise NotImplementedError   # issue 13/14: jobs side
+        """What a shot of this size would cost and where/when it would run:
+        checked like a submit's header, planned, never stored (a plan reserves nothing)."""
+        if not project:
+            raise InvalidArgumentError("project: is required (the shot's project)", field="project")
+        principal.check_project(project)
+        backend = self._check_request(frame_count, width, height, generation, scheduling, where="request")
+        work = backend.estimate_work(cast(Any, _ShotSize(frame_count, width, height)), generation)
+        duration, energy_wh, note = self.scheduler.estimate(backend.id, work)
+        decision = self.scheduler.plan_job(
+            job_id="", backend=backend.id, work=work, job_class=scheduling.job_class, deadline=scheduling.deadline,
+            allowed_sites=scheduling.allowed_sites, max_co2e_g=scheduling.max_co2e_g)
+        if energy_wh is None:
+            basis = (f"{note}; energy and gCO2e unknown (0) until this bridge has finished a {backend.id} job"
+                     if note else f"no energy history for {backend.id} on this bridge: energy and gCO2e unknown (0)")
+        else:
+            basis = (f"from this bridge's recent finished {backend.id} jobs ({work:.3g} units of work); "
+                     f"{decision.reason}")
+        return Estimate(wall_s=duration.total_seconds(), energy_wh=energy_wh or 0.0,
+                        co2e_g=decision.expected_co2e_g or 0.0, decision=decision, basis=basis)
 
     def delete(self, principal: Principal, job_id: str, reason: str = "") -> int:
-        """Delete an ended job's files and rows; return the bytes freed."""
-        raise NotImplementedError   # issue 13: jobs side
+        """Delete an ended job's files and rows; return the bytes freed. The
+        energy ledger keeps the job's row (its totals outlive the artifacts)."""
+        job = self.get(principal, job_id)
+        freed = self.store.delete_job(job.job_id)
+        self.channels.discard(job.job_id)
+        log.info("job %s: deleted (%d bytes freed)%s", job.job_id, freed, f": {reason}" if reason else "")
+        return freed
 
     def submit(self, principal: Principal, upload_dir: Path, shot: Shot, sha256_hex: str, request_id: str,
                generation: GenerationSettings, scheduling: SchedulingSettings) -> tuple[JobRecord, bool]:
         """Admit a fully uploaded, parsed shot. On any refusal the upload is deleted."""
         try:
-            if not 1 <= len(request_id) <= 128:
-                raise InvalidArgumentError(f"header.request_id: must be 1-128 characters, got {len(request_id)}")
+            self._check_request_id(request_id)
             validate_shot(shot, self.config.limits.shot_limits)
             principal.check_project(shot.tags.project)
-            validate_generation(generation)
-            backend = self.backends.get(generation.backend)
-            if backend is None:
-                raise InvalidArgumentError(
-                    f"generation.backend: unknown backend {generation.backend!r}; available: {sorted(self.backends)}")
+            self._check_generation(generation, shot.width, shot.height)
+            backend = self._backend(generation)
             backend.check_inputs(shot, generation)
-            validate_scheduling(scheduling)
-            names = [site.name for site, _ in self.config.sites]
-            unknown = set(scheduling.allowed_sites) - set(names)
-            if unknown:
-                raise InvalidArgumentError(
-                    f"scheduling.allowed_sites: unknown sites {sorted(unknown)}; this bridge has {names}")
+            self._check_scheduling(scheduling)
             decision = None
             work = backend.estimate_work(shot, generation)
+            limit = self.config.limits.max_active_jobs_per_project
             if self.store.find_by_request(shot.tags.project, request_id) is None:
-                active = self.store.count_active(shot.tags.project)
-                if active >= self.config.limits.max_active_jobs_per_project:
-                    raise LimitExceededError(f"max_active_jobs_per_project (project {shot.tags.project!r})",
-                                             active + 1, self.config.limits.max_active_jobs_per_project)
+                self._check_active(shot.tags.project)
+                self.check_free_disk()
                 # planned before the job exists: a job that cannot be planned leaves nothing behind
                 decision = self.scheduler.plan_job(
                     job_id="", backend=backend.id, work=work, job_class=scheduling.job_class,
@@ -145,14 +286,14 @@ class JobManager:
                 upload_dir, project=shot.tags.project, shot=shot.tags.shot, version=shot.tags.version,
                 request_id=request_id, shot_sha256=sha256_hex, backend=backend.id, frame_count=shot.frame_count,
                 work_estimate=work, generation=generation, scheduling=scheduling,
-                fps=(shot.fps.numerator, shot.fps.denominator))
+                fps=(shot.fps.numerator, shot.fps.denominator), max_active=limit)
         except BaseException:
             shutil.rmtree(upload_dir, ignore_errors=True)
             raise
         if created:
             log.info("job %s: accepted %s/%s v%d, %d frames, backend %s", job.job_id, job.project, job.shot,
                      job.version, job.frame_count, job.backend)
-            job = self._schedule(job, decision)
+            job = self._schedule(job, decision)   # no decision: the request id's job was deleted meanwhile
         return job, created
 
     def _schedule(self, job: JobRecord, decision: Decision | None = None, recovering: bool = False) -> JobRecord:
@@ -211,14 +352,14 @@ class JobManager:
         if job.state.terminal:
             return job
         if job.state is JobState.RUNNING or self.executor.is_running(job_id):
-            self.executor.cancel_running(job_id)
+            self.executor.request_cancel(job_id, reason)   # the reason becomes its state_reason when it stops
             return self.store.get(job_id)
         try:
             job = self.store.transition(job_id, JobState.CANCELLED, reason or "cancelled by request",
                                         expect={JobState.QUEUED, JobState.SCHEDULED})
         except PreconditionError:
             # it started in between: stop the run instead
-            self.executor.cancel_running(job_id)
+            self.executor.request_cancel(job_id, reason)
             return self.store.get(job_id)
         self.store.save_report(job_id, self.executor.report_for(job, JobState.CANCELLED))
         self.channels.notify(job_id)

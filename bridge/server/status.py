@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import collections
 import urllib.parse
+from typing import NoReturn
 
 import grpc
+import grpc.aio
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -71,6 +73,13 @@ def to_status(exc: GreenlightError) -> grpc.Status:
 def abort(context: grpc.ServicerContext, exc: GreenlightError):
     """End the RPC with ``exc`` (raises, like ``context.abort``)."""
     context.abort_with_status(to_status(exc))
+
+
+async def abort_async(context: grpc.aio.ServicerContext, exc: GreenlightError) -> NoReturn:
+    """``abort`` for grpc.aio handlers (raises ``grpc.aio.AbortError``)."""
+    status = to_status(exc)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("unreachable: abort raises")
 
 
 # printable ASCII but '%' travels as is in grpc-message; the rest as %XX per byte

@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, LimitExceededError
 from .dicts import from_mapping
 
 CONTROL_KINDS = ("depth", "pose", "motion")
@@ -87,7 +87,16 @@ def _finite(value: float, field: str) -> None:
         raise InvalidArgumentError(f"{field}: must be a finite number, got {value!r}", field=field)
 
 
-def validate_generation(gen: GenerationSettings) -> GenerationSettings:
+def _check_limit(value: int, maximum: int | None, limit: str, field: str) -> None:
+    if maximum is not None and value > maximum:   # the limit's name as advertised, then the field
+        raise LimitExceededError(f"{limit} ({field})", value, maximum)
+
+
+def validate_generation(gen: GenerationSettings, *, max_steps: int | None = None, max_prompt_chars: int | None = None,
+                        max_output_width: int | None = None,
+                        max_output_height: int | None = None) -> GenerationSettings:
+    """Raise InvalidArgumentError (a bad value, by field) or LimitExceededError
+    (a value over one of the bridge's ``[limits]``, given here; None = not checked)."""
     _finite(gen.guidance_scale, "generation.guidance_scale")
     for i, c in enumerate(gen.controls):
         for name in ("strength", "guidance_start", "guidance_end"):
@@ -100,6 +109,15 @@ def validate_generation(gen: GenerationSettings) -> GenerationSettings:
         raise InvalidArgumentError(f"generation.steps: must be 0 (default) to 1000, got {gen.steps}")
     if gen.guidance_scale < 0 or gen.guidance_scale > 50:
         raise InvalidArgumentError(f"generation.guidance_scale: must be 0 (default) to 50, got {gen.guidance_scale}")
+    for name in ("output_width", "output_height", "preview_every_n_steps"):
+        if getattr(gen, name) < 0:
+            raise InvalidArgumentError(f"generation.{name}: must be >= 0, got {getattr(gen, name)}",
+                                       field=f"generation.{name}")
+    _check_limit(gen.steps, max_steps, "max_steps", "generation.steps")
+    _check_limit(len(gen.prompt), max_prompt_chars, "max_prompt_chars", "generation.prompt")
+    _check_limit(len(gen.negative_prompt), max_prompt_chars, "max_prompt_chars", "generation.negative_prompt")
+    _check_limit(gen.output_width, max_output_width, "max_output_width", "generation.output_resolution.width")
+    _check_limit(gen.output_height, max_output_height, "max_output_height", "generation.output_resolution.height")
     if (gen.output_width == 0) != (gen.output_height == 0):
         raise InvalidArgumentError(
             f"generation.output_resolution: set both width and height or neither, "

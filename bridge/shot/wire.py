@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShotValidationError
+from ..errors import InvalidArgumentError, ShotValidationError
 from ..proto.greenlight.v1 import shot_pb2
 from .model import CameraSample, CharacterPose, Fps, Frame, Shot, Tags
 
@@ -185,9 +185,17 @@ def scheduling_to_pb(sched: SchedulingSettings) -> bridge_pb2.SchedulingRequest:
 
 
 def scheduling_from_pb(msg: bridge_pb2.SchedulingRequest) -> SchedulingSettings:
+    deadline = None
+    if msg.HasField("deadline"):
+        try:
+            deadline = msg.deadline.ToDatetime(tzinfo=UTC)
+        except (ValueError, OverflowError, OSError):
+            raise InvalidArgumentError(
+                f"scheduling.deadline: {msg.deadline.seconds} s, {msg.deadline.nanos} ns is not a valid time "
+                "(years 1-9999 UTC, nanos 0-999999999)", field="scheduling.deadline") from None
     return SchedulingSettings(
         job_class=_PB_TO_CLASS.get(msg.job_class, f"unknown({msg.job_class})"),
-        deadline=msg.deadline.ToDatetime(tzinfo=UTC) if msg.HasField("deadline") else None,
+        deadline=deadline,
         allowed_sites=tuple(msg.allowed_sites),
         max_co2e_g=msg.max_co2e_g if msg.HasField("max_co2e_g") else None,
     )
