@@ -2,12 +2,22 @@
 
 The same tiny random-weight AnimateDiff model, shot and seed, run
 (a) as a direct AnimateDiffControlNetPipeline call in this process (control
-    images drawn from the passes, frames decoded to uint8), and
+    images drawn from the passes, frames decoded to uint8), its convolution
+    models channels-last as the bridge's CPU tier has them (and, for the
+    layout's own effect, (a0) the same call in PyTorch's default layout), and
 (b) submitted to a bridge in its own process over loopback gRPC, frames
-    streamed back to this client as PNGs.
-Both warm (model loaded once before timing), interleaved, median of N runs.
-Prints (b)/(a) (target <= 1.05 on this machine) and the bridge process's
-peak RSS. Ends with one JSON line (DESIGN section 9).
+    streamed back to this client as PNGs,
+and, to say where the difference goes,
+(c) the animatediff backend called in this process with a context that
+    drops its frames (the backend's own share: frame-by-frame decode,
+    step previews, progress), and
+(d) PNG encoding of the frames alone (what the bridge's frame writer does
+    off the torch thread).
+All warm (model loaded once before timing), interleaved, median of N runs.
+Both sides run float32 (GREENLIGHT_CPU_DTYPE=float32: like with like; the
+CPU tier would pick bf16 on a bf16-capable CPU) with the same torch thread
+count. Prints (b)/(a) (target <= 1.05 on this machine) and the bridge
+process's peak RSS. Ends with one JSON line (DESIGN section 9).
 """
 
 from __future__ import annotations
@@ -23,14 +33,35 @@ from pathlib import Path
 
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GREENLIGHT_CPU_DTYPE"] = "float32"     # the direct pipeline is float32: so is the bridge (a child)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-FRAMES, SIZE, STEPS, REPEATS = 16, 128, 8, 3
+FRAMES, SIZE, STEPS, REPEATS = 16, 128, 8, 5
 
 
-def direct_runner(profile_path: Path, shot):
+class NullContext:
+    """A JobContext that keeps nothing: the backend's own cost, without the bridge."""
+
+    job_id = "bench"
+    cancelled = False
+    frames_done = frozenset()
+
+    def __init__(self):
+        self.frames = 0
+
+    def progress(self, step, total, stage=""):
+        pass
+
+    def preview(self, index, step, rgb):
+        pass
+
+    def frame(self, index, rgb, work=1.0):
+        self.frames += 1
+
+
+def direct_runner(profile_path: Path, shot, channels_last: bool):
     import numpy as np
     import torch
 
@@ -38,6 +69,9 @@ def direct_runner(profile_path: Path, shot):
     from bridge.backends.tiny import direct_animatediff_pipeline
 
     pipe = direct_animatediff_pipeline(profile_path)
+    if channels_last:     # the layout the bridge's CPU tier uses, so (b)/(a) is the bridge's own cost
+        for module in (pipe.unet, pipe.vae, *pipe.controlnet.nets):
+            module.to(memory_format=torch.channels_last)
 
     def run():
         with torch.inference_mode():
@@ -67,57 +101,109 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def main() -> None:
+    import numpy as np
+
+    from bridge.backends.animatediff import AnimateDiffBackend
+    from bridge.backends.devices import configure_cpu_threads
     from bridge.backends.tiny import build_tiny_animatediff
     from bridge.client import BridgeClient, EventKind
+    from bridge.jobs.images import encode_png
     from bridge.shot.request import GenerationSettings
     from bridge.shot.synthetic import sample_shot
 
+    threads = configure_cpu_threads()    # what the bridge sets for itself
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        profile = build_tiny_animatediff(tmp / "tiny")
+        # with the tiny decoder as vae_preview: step previews decode with it, final frames (and the direct
+        # call) with the full VAE
+        profile = build_tiny_animatediff(tmp / "tiny", tiny_decoder=True)
         os.environ["GREENLIGHT_PROFILES"] = str(profile.parent)   # the bridge (a child) finds it by name
         shot = sample_shot(frames=FRAMES, width=SIZE, height=SIZE)
         settings = GenerationSettings(backend="animatediff", prompt="a robot", seed=1, steps=STEPS,
                                       model_profile=profile.stem)
-        direct = direct_runner(profile, shot)
+        direct = direct_runner(profile, shot, channels_last=True)
+        direct_default = direct_runner(profile, shot, channels_last=False)
+        backend = AnimateDiffBackend(device="cpu")
+
+        def in_process():
+            ctx = NullContext()
+            backend.run(shot, settings, ctx)
+            if ctx.frames != FRAMES:
+                raise RuntimeError(f"backend gave {ctx.frames} frames, expected {FRAMES}")
+
         proc, address = start_bridge(tmp / "bridge")
         try:
             with BridgeClient(address, timeout_s=120) as client:
+                phases: dict[str, list[float]] = {"submit": [], "to first step": [], "after last frame": []}
+
                 def through_bridge():
+                    t0 = time.perf_counter()
                     job = client.submit(shot, settings).job
-                    frames = 0
+                    t_accepted = time.perf_counter()
+                    frames, first_step, last_frame = 0, None, t_accepted
                     for event in client.watch(job.job_id):
-                        frames += event.kind is EventKind.FRAME
+                        now = time.perf_counter()
+                        if first_step is None and event.kind is EventKind.PROGRESS and event.progress.step >= 1:
+                            first_step = now
+                        if event.kind is EventKind.FRAME:
+                            frames += 1
+                            last_frame = now
                         if event.kind.terminal and event.kind is not EventKind.COMPLETED:
                             raise RuntimeError(f"bridge job {event.kind.value}: {event.message}")
                     if frames != FRAMES:
                         raise RuntimeError(f"got {frames} frames, expected {FRAMES}")
+                    phases["submit"].append(t_accepted - t0)
+                    phases["to first step"].append((first_step or t_accepted) - t_accepted)
+                    phases["after last frame"].append(time.perf_counter() - last_frame)
 
-                direct()           # warm: first call pays one-off allocations
+                frames_u8 = direct()   # warm: first call pays one-off allocations
+                direct_default()
+                in_process()
                 through_bridge()   # warm: the bridge loads and caches the model
-                direct_s, bridge_s = [], []
+                direct_s, bridge_s, backend_s, default_s = [], [], [], []
                 for _ in range(REPEATS):
+                    t = time.perf_counter()
+                    direct_default()
+                    default_s.append(time.perf_counter() - t)
                     t = time.perf_counter()
                     direct()
                     direct_s.append(time.perf_counter() - t)
                     t = time.perf_counter()
                     through_bridge()
                     bridge_s.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    in_process()
+                    backend_s.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                for i, rgb in enumerate(frames_u8):
+                    encode_png(np.ascontiguousarray(rgb), {"job_id": "bench", "frame": i})
+                png_ms = (time.perf_counter() - t) / len(frames_u8) * 1000
             rss = peak_rss_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
 
-    d, b = statistics.median(direct_s), statistics.median(bridge_s)
-    print(f"tiny AnimateDiff + 2 ControlNets, {FRAMES} frames {SIZE}x{SIZE}, {STEPS} steps, CPU, median of {REPEATS}")
-    print(f"{'path':34} {'seconds':>9}")
-    print(f"{'(a) direct diffusers call':34} {d:9.3f}")
-    print(f"{'(b) bridge over loopback gRPC':34} {b:9.3f}")
-    print(f"ratio (b)/(a): {b / d:.3f}   (target <= 1.05)")
+    d, b, c = statistics.median(direct_s), statistics.median(bridge_s), statistics.median(backend_s)
+    d0 = statistics.median(default_s)
+    print(f"tiny AnimateDiff + 2 ControlNets, {FRAMES} frames {SIZE}x{SIZE}, {STEPS} steps, CPU float32, "
+          f"{threads} torch threads, median of {REPEATS}")
+    print(f"{'path':44} {'seconds':>9} {'/ direct':>9}")
+    print(f"{'(a) direct diffusers call (channels-last)':44} {d:9.3f} {1:9.3f}")
+    print(f"{'(a0) direct call, default layout':44} {d0:9.3f} {d0 / d:9.3f}")
+    print(f"{'(b) bridge over loopback gRPC':44} {b:9.3f} {b / d:9.3f}")
+    print(f"{'(c) backend in-process, frames dropped':44} {c:9.3f} {c / d:9.3f}")
+    print(f"{'(d) PNG encode, all frames':44} {png_ms * FRAMES / 1000:9.3f} {png_ms * FRAMES / 1000 / d:9.3f}")
+    print(f"ratio (b)/(a): {b / d:.3f}   (target <= 1.05); backend alone (c)/(a): {c / d:.3f}; "
+          f"bridge machinery (b)-(c): {b - c:+.3f} s")
+    print("bridge phases (client's view, median s): " + ", ".join(
+        f"{k} {statistics.median(v[-REPEATS:]):.3f}" for k, v in phases.items()))
     print(f"bridge peak RSS: {rss:.0f} MB")
     print(json.dumps({"direct_s": round(d, 4), "bridge_s": round(b, 4), "ratio": round(b / d, 4),
+                      "backend_s": round(c, 4), "backend_ratio": round(c / d, 4),
+                      "direct_default_layout_s": round(d0, 4), "png_ms_per_frame": round(png_ms, 3),
                       "peak_rss_mb": round(rss, 1), "frames": FRAMES, "size": SIZE, "steps": STEPS,
-                      "target_ratio": 1.05}))
+                      "torch_threads": threads, "target_ratio": 1.05}))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@
 
 Each platform zip (linux-x64, linux-arm64, macos-arm64, macos-x64,
 windows-x64: the platforms Blender ships) bundles the client's wheels,
-``WHEELS`` (grpcio, protobuf, googleapis-common-protos, and the
-typing_extensions grpcio requires), for CPython 3.11 (Blender 4.2-5.0) and
+``WHEELS`` (grpcio, protobuf, googleapis-common-protos, the
+typing_extensions grpcio requires, and screenplay-tools for the storyboard
+operator), for CPython 3.11 (Blender 4.2-5.0) and
 3.13 (Blender 5.1+, and Linux distribution builds on a system Python 3.13).
 Its manifest lists only that platform's wheels and declares only that
 platform; Blender installs, per extension, the ones that fit its Python. The
@@ -24,11 +25,15 @@ enables with a notice naming what is missing and the zip to install
 
 The build copies (never hand-copies) the engine-free modules listed in
 ``bridge/vendoring.py`` (``bridge/__init__.py``, ``bridge/errors.py``,
-``bridge/shot``, ``bridge/client``, ``bridge/proto`` and the job model; the
-Unreal build uses the same list) into ``_vendor/bridge`` inside the
-extension; the one rewrite is the generated stubs' absolute ``from
-bridge.proto.greenlight.v1 import`` into a relative import so the vendored
-copy never collides with an installed ``greenlight``. Packaging and
+``bridge/shot``, ``bridge/client``, ``bridge/proto``, the job model and
+``bridge/storyboard``; the Unreal build uses the same list) into
+``_vendor/bridge`` inside the extension; the one rewrite is the generated
+stubs' absolute ``from bridge.proto.greenlight.v1 import`` into a relative
+import so the vendored copy never collides with an installed
+``greenlight``. The sample shots' figure builder (``engine_renders/host.py``,
+for the "Block Shots from Script" operator) goes to
+``_vendor/engine_renders/host.py`` with its import of the add-on's
+``compat`` made relative. Packaging and
 validation use Blender's own ``blender_ext.py`` (what ``blender --command
 extension build / validate`` runs), taken from the ``bpy`` package when
 installed; every zip is validated.
@@ -54,7 +59,14 @@ from bridge.vendoring import vendor_bridge
 ADDON = Path(__file__).resolve().parent
 REPO = ADDON.parent
 ADDON_EXCLUDE = {"build.py"}
-WHEELS = {"grpcio": "1.85.1", "protobuf": "7.36.2", "typing_extensions": "4.15.0", "googleapis-common-protos": "1.76.0"}
+WHEELS = {"grpcio": "1.85.1", "protobuf": "7.36.2", "typing_extensions": "4.15.0", "googleapis-common-protos": "1.76.0",
+          # pure Python: Fountain/Final Draft parsing for "Block Shots from Script" (same pin as pyproject's
+          # storyboard extra: bridge/storyboard/screenplay.py reads two of its private attributes)
+          "screenplay-tools": "0.0.10"}
+# The sample shots' scene helpers (the metarig figure builder) that "Block Shots from Script" uses, copied into
+# ``_vendor/engine_renders``; their one import of the add-on becomes a relative one.
+FIGURES = REPO / "engine_renders" / "host.py"
+_FIGURES_IMPORT = "from blender_addon import compat\n"
 PY_VERSIONS = tuple(f"{a}.{b}" for a, b in BUNDLED_PYTHONS)    # ("3.11", "3.13")
 DEFAULT_CACHE = REPO / "dist" / "wheels-cache"
 NO_WHEELS_SUFFIX = "nowheels"
@@ -192,6 +204,7 @@ def stage(staging: Path, wheels: list[Path] = (), platform: str | None = None) -
     (vendor / "bridge").mkdir(parents=True)
     (vendor / "__init__.py").write_text('"""Modules copied from the Greenlight repository by build.py."""\n')
     vendor_bridge(vendor / "bridge", relative_stub_imports=True)
+    vendor_figures(vendor / "engine_renders")
     manifest = (staging / "blender_manifest.toml").read_text()
     block = []
     if wheels:
@@ -206,6 +219,17 @@ def stage(staging: Path, wheels: list[Path] = (), platform: str | None = None) -
         manifest = _with_top_level(_without_top_level(manifest, ("wheels", "platforms")), "\n".join(block) + "\n")
     (staging / "blender_manifest.toml").write_text(manifest)
     return staging
+
+
+def vendor_figures(dst: Path) -> None:
+    """``engine_renders/host.py`` as ``dst/host.py`` (package ``_vendor.engine_renders``), importing the
+    extension's own ``compat``."""
+    text = FIGURES.read_text()
+    if text.count(_FIGURES_IMPORT) != 1:
+        raise BuildError(f"{FIGURES}: expected one {_FIGURES_IMPORT.strip()!r} line to make relative")
+    dst.mkdir(parents=True)
+    (dst / "__init__.py").write_text('"""engine_renders/host.py, copied by build.py (the storyboard\'s figures)."""\n')
+    (dst / "host.py").write_text(text.replace(_FIGURES_IMPORT, "from ... import compat\n"))
 
 
 def _without_top_level(text: str, keys: tuple[str, ...]) -> str:

@@ -428,6 +428,8 @@ def set_strip_properties_in_blender(strip, rec) -> None:
     strip["greenlight_sci"] = rec.sci
     strip["greenlight_sci_unit"] = rec.sci_unit
     strip["greenlight_energy_measured"] = rec.measured
+    strip["greenlight_temporal_gap1"] = rec.temporal_gap1
+    strip["greenlight_temporal_trajectory"] = rec.temporal_trajectory
 
 
 def apply_event_in_blender(scene, meta: dict, event) -> None:
@@ -464,6 +466,9 @@ def apply_event_in_blender(scene, meta: dict, event) -> None:
         rec.measured = report.energy.measured
         rec.sci = report.sci or 0.0
         rec.sci_unit = report.sci_unit
+        t = report.temporal
+        rec.temporal_gap1 = t.gap1 if t.computed and t.gap1 is not None else -1.0
+        rec.temporal_trajectory = t.trajectory if t.computed and t.trajectory is not None else -1.0
         rec.message = f"{report.frames} frames"
         strip = place_frames_in_blender(scene, rec)
         if strip is not None:

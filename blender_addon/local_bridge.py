@@ -290,7 +290,9 @@ class LocalBridge:
             _write_private(self.data_dir / TOKENS_FILE, f'[tokens]\n"{digest}" = "*"\n')
             config = self.data_dir / CONFIG_FILE
             _write_private(config, self._config_toml(port))
-            argv = [*(self.serve_command or [str(python), "-m", "bridge.cli", "-v", "serve"]), "--config", str(config)]
+            # --exit-with: the bridge follows Blender out even when Blender is killed (no orphaned server)
+            argv = [*(self.serve_command or [str(python), "-m", "bridge.cli", "-v", "serve"]), "--config", str(config),
+                    "--exit-with", str(os.getpid())]
             self._open_log(argv)
             try:
                 self._proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,

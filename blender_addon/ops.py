@@ -1,10 +1,11 @@
-"""Operators: Generate, Cancel, Re-download. Each snapshots properties into
+"""Operators: Generate, Cancel, Re-download, Block Shots from Script. Each snapshots properties into
 typed settings, calls host/runtime, and reports only GreenlightError to the
 user (STYLE practice 12); anything else keeps its traceback."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 import bpy
 
@@ -155,8 +156,47 @@ class GREENLIGHT_OT_redownload(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class GREENLIGHT_OT_block_script(bpy.types.Operator):
+    """Read a screenplay (.fountain or .fdx), plan its shots and add one blocked scene per screenplay scene:
+    a placeholder set, posed figures, and per shot an animated camera bound to a marker"""
+
+    bl_idname = "greenlight.block_script"
+    bl_label = "Block Shots from Script"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: bpy.props.StringProperty(name="Script", subtype="FILE_PATH",
+                                       description="Fountain (.fountain) or Final Draft (.fdx) screenplay")
+    filter_glob: bpy.props.StringProperty(default="*.fountain;*.fdx", options={"HIDDEN"})
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        from . import storyboard_scene
+
+        r = context.scene.render
+        path = bpy.path.abspath(self.filepath)
+        try:
+            if not path or not os.path.isfile(path):
+                raise errors.InvalidArgumentError(f"{self.filepath or 'no file'}: choose a .fountain or .fdx script",
+                                                  field="filepath")
+            # the blocking is framed for this scene's frame size and rate
+            scenes = storyboard_scene.block_script_in_blender(path, fps=r.fps / r.fps_base, width=r.resolution_x,
+                                                              height=r.resolution_y)
+        except errors.GreenlightError as exc:   # a malformed script names its line
+            log.info("block shots from script refused", exc_info=True)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if context.window is not None:
+            context.window.scene = scenes[0]
+        shots = sum(len(sc.timeline_markers) for sc in scenes)
+        self.report({"INFO"}, f"Greenlight: added {len(scenes)} scenes ({shots} shots) from {os.path.basename(path)}")
+        return {"FINISHED"}
+
+
 CLASSES = (GREENLIGHT_OT_generate, GREENLIGHT_OT_refresh, GREENLIGHT_OT_estimate, GREENLIGHT_OT_cancel,
-           GREENLIGHT_OT_run_now, GREENLIGHT_OT_redownload)
+           GREENLIGHT_OT_run_now, GREENLIGHT_OT_redownload, GREENLIGHT_OT_block_script)
 
 
 def register():

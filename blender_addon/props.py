@@ -137,6 +137,13 @@ class GreenlightJob(bpy.types.PropertyGroup):
                           description="Location-based carbon of the job so far, grams CO2e")
     sci: FloatProperty(name="SCI", precision=6, description="Software Carbon Intensity score (ISO/IEC 21031)")
     sci_unit: StringProperty(name="SCI unit", description="What the SCI score is per (e.g. per second of animatic)")
+    temporal_gap1: FloatProperty(
+        name="Flicker (gap 1)", default=-1.0, precision=4,
+        description="Temporal consistency: mean colour difference (0-1) between consecutive frames along the "
+                    "engine's motion, occluded pixels left out (docs/temporal.md); -1 = not computed")
+    temporal_trajectory: FloatProperty(
+        name="Drift (8 frames)", default=-1.0, precision=4,
+        description="The same along 8-frame trajectories; -1 = not computed")
     measured: BoolProperty(name="Measured", description="Energy measured by a meter (else estimated)")
 
     @property

@@ -182,6 +182,11 @@ def draw_panel(layout, context):
             draw_jobs(body, scene)
 
 
+def menu_block_script(self, context) -> None:
+    """File > Import > Screenplay as Blocked Shots: the "Block Shots from Script" operator's file browser."""
+    self.layout.operator("greenlight.block_script", text="Screenplay as Blocked Shots (.fountain, .fdx)")
+
+
 class GREENLIGHT_PT_view3d(bpy.types.Panel):
     bl_label = "Greenlight Previz"
     bl_space_type = "VIEW_3D"
@@ -265,8 +270,10 @@ CLASSES = (GREENLIGHT_UL_jobs, GREENLIGHT_PT_view3d, GREENLIGHT_PT_sequencer, GR
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_file_import.append(menu_block_script)
 
 
 def unregister():
+    bpy.types.TOPBAR_MT_file_import.remove(menu_block_script)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

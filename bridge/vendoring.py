@@ -3,7 +3,9 @@
 ``blender_addon/build.py`` vendors into the extension's ``_vendor/bridge``,
 ``unreal_plugin/build.py`` into the plugin's ``Lib/site-packages/bridge``.
 Only engine-free modules go: the shot model, the client, the generated
-stubs, the error types and the job model (``jobs/model.py``); never the
+stubs, the error types, the job model (``jobs/model.py``) and the
+storyboard (screenplay parsing, shot lists, blocking; it needs the
+``screenplay-tools`` wheel, which the Blender build bundles); never the
 server, the job store, scheduling, energy or backends. This module is not
 vendored itself.
 """
@@ -16,7 +18,8 @@ from pathlib import Path
 
 BRIDGE = Path(__file__).resolve().parent
 VENDORED = ("__init__.py", "errors.py", "shot", "client", "proto",
-            "jobs/__init__.py", "jobs/model.py")     # the job vocabulary, not the store
+            "jobs/__init__.py", "jobs/model.py",     # the job vocabulary, not the store
+            "storyboard")                            # screenplay -> shot list -> blocking (Blender's operator)
 SKIP = frozenset({"codegen.py"})   # proto/codegen.py needs grpc_tools; not for an editor
 _STUB_IMPORT = re.compile(r"^from bridge\.proto\.greenlight\.v1 import ", re.M)
 

@@ -98,10 +98,14 @@ def test_streams_frames_in_order_with_progress_and_previews(tiny_profile, shot8)
     assert all(w > 0 for w in ctx.works.values())
 
 
-def test_bridge_frames_equal_a_direct_diffusers_call(tiny_profile, shot8):
+def test_bridge_frames_equal_a_direct_diffusers_call(tiny_profile, shot8, monkeypatch):
     import torch
 
     from bridge.backends.tiny import direct_animatediff_pipeline
+
+    # like with like: the direct pipeline is float32, so the bridge's CPU tier is told float32 too
+    # (on a bf16-capable CPU it would choose bfloat16; tests/test_cpu_tier.py covers that choice)
+    monkeypatch.setenv("GREENLIGHT_CPU_DTYPE", "float32")
 
     pipe = direct_animatediff_pipeline(tiny_profile)
     direct = pipe(prompt="a red robot", num_frames=8, height=64, width=64, num_inference_steps=4,

@@ -206,3 +206,29 @@ def test_project_savings_use_each_reports_counterfactual(tmp_path):
             "job_class": "batch", "shifted": False, "run_now_co2e_g": 999.0, "saved_g_vs_submit": 0.0}))
         totals = project_report(led, "film")["totals"]
     assert totals["saved_g_vs_submit"] == 12.5 and totals["saved_jobs_known"] == 2
+
+
+def test_project_report_carries_each_versions_temporal_score(tmp_path):
+    """The latest completed job of a version gives its temporal figures; the
+    HTML report draws one per-pair plot per version that has them."""
+    import dataclasses
+
+    from bridge.jobs.model import TemporalConsistency
+
+    def scored(job_id, version, pairs):
+        rep = make_report(job_id, "film", "sh010", version, 1.0, frames=len(pairs) + 1)
+        return dataclasses.replace(rep, temporal=TemporalConsistency(
+            computed=True, method="masked-warp-l1", gap1=sum(pairs) / len(pairs), trajectory=0.2, window=8,
+            valid_fraction=0.9, pairs=tuple(pairs)))
+
+    with Ledger.for_data_dir(tmp_path) as led:
+        led.record(scored("a", 1, [0.5, 0.5]), finished=1.0)
+        led.record(scored("b", 1, [0.1, 0.2, 0.3]), finished=2.0)          # the later job of v1 wins
+        led.record(make_report("c", "film", "sh010", 2, 1.0), finished=3.0)  # no score: not computed
+        rep = project_report(led, "film")
+    by_version = {v["version"]: v for v in rep["versions"]}
+    assert by_version[1]["temporal_gap1"] == pytest.approx(0.2) and by_version[1]["temporal_pairs"] == [0.1, 0.2, 0.3]
+    assert by_version[2]["temporal_gap1"] is None and by_version[2]["temporal_pairs"] == []
+    page = write_html(rep, tmp_path / "r.html").read_text()
+    assert page.count("data-points=") == 1 and 'data-points="3"' in page
+    assert "Temporal consistency, sh010 v001" in page

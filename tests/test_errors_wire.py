@@ -494,3 +494,26 @@ def test_statuses_without_details_rebuild_by_code(old_bridge):
         with pytest.raises(DeadlineExceededError) as err:     # by its code alone
             client.report("x")
         assert type(err.value) is DeadlineExceededError and str(err.value) == "took too long"
+
+
+def test_an_address_never_reached_fails_fast_a_known_bridge_is_waited_for(start_bridge, small_shot):
+    """A wrong or dead address is reported after a short try (the add-ons
+    show it at once); the long retry is for a bridge this client has reached,
+    which may be restarting."""
+    import time
+
+    from bridge.client.client import FIRST_CONTACT_RETRY_S
+
+    with BridgeClient("127.0.0.1:1", timeout_s=5, submit_retry_s=30) as client:
+        started = time.monotonic()
+        with pytest.raises(BridgeUnavailableError):
+            client.submit(small_shot)
+        assert time.monotonic() - started < FIRST_CONTACT_RETRY_S + 2
+    bridge = start_bridge()
+    with BridgeClient(bridge.address, timeout_s=5, submit_retry_s=6) as client:
+        client.capabilities()
+        bridge.stop(grace=0)
+        started = time.monotonic()
+        with pytest.raises(BridgeUnavailableError):
+            client.submit(small_shot)
+        assert time.monotonic() - started >= 2.5      # it waited for a restart that never came

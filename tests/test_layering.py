@@ -175,7 +175,7 @@ def test_the_graph_resolves_imports_and_the_finder_reports_circles(tmp_path):
 
 def test_command_entry_points_are_declared_and_installed():
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"][COMMANDS_GROUP]
-    assert set(declared) == {"render", "demo-shot"}
+    assert set(declared) == {"render", "demo-shot", "storyboard"}
     installed = {ep.name: ep.value for ep in entry_points(group=COMMANDS_GROUP)}
     if installed != declared:
         pytest.fail(f"installed {COMMANDS_GROUP} entry points {installed} differ from pyproject.toml's {declared}: "

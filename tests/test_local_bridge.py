@@ -224,3 +224,35 @@ def test_addon_starts_the_bridge_on_enable_and_stops_it_on_unregister(tmp_path):
     assert r["final"] == {"alive": False, "state": "stopped"}
     for key in ("toggled_on", "enabled_again", "crash"):   # nothing outlived Blender
         assert not _alive(r[key]["pid"]), key
+
+
+def test_a_killed_dcc_leaves_no_orphaned_bridge(tmp_path):
+    """Blender killed with SIGKILL cannot stop its bridge: the bridge follows
+    it out by itself (``greenlight serve --exit-with PID``)."""
+    child = tmp_path / "dcc.py"
+    child.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from pathlib import Path\n"
+        "from blender_addon.local_bridge import LocalBridge\n"
+        f"lb = LocalBridge({str(PYTHON)!r}, Path({str(tmp_path / 'data')!r}), Path({str(tmp_path / 'bridge.log')!r}),"
+        " config={'meter': 'estimate'}, start_timeout_s=60)\n"
+        "lb.start()\n"
+        "print(lb.state.value, lb.pid, flush=True)\n"
+        "time.sleep(600)\n")
+    dcc = subprocess.Popen([sys.executable, str(child)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = dcc.stdout.readline().split() if dcc.stdout else []
+        assert line and line[0] == BridgeState.SERVING.value, line
+        bridge_pid = int(line[1])
+        assert _alive(bridge_pid)
+        dcc.send_signal(signal.SIGKILL)
+        dcc.wait(10)
+        deadline = time.monotonic() + 15
+        while _alive(bridge_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(bridge_pid), "the bridge outlived the DCC that started it"
+        assert "ended; stopping the bridge" in (tmp_path / "bridge.log").read_text()
+    finally:
+        if dcc.poll() is None:
+            dcc.kill()

@@ -131,7 +131,10 @@ class ProfileBackend(GuidesBackend):
 
 def test_through_the_bridge_a_path_is_invalid_argument_with_no_server_path(profiles, tmp_path, start_bridge,
                                                                            small_shot):
-    bridge = start_bridge(backends={"profiled": ProfileBackend()})
+    from bridge.server.config import ProjectSettings
+
+    # the test profile carries no licence tables: a non-commercial project, so the licence gate lets it through
+    bridge = start_bridge(backends={"profiled": ProfileBackend()}, projects={"*": ProjectSettings(commercial=False)})
     with BridgeClient(bridge.address, timeout_s=10) as client:
         accepted = client.submit(small_shot, GenerationSettings(backend="profiled", model_profile="studio-v1"))
         assert accepted.job.job_id

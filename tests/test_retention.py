@@ -165,3 +165,30 @@ def test_purge_keeps_active_jobs_and_survives_concurrent_sweeps(tmp_path):
         t.join(10)
     assert sum(len(r.deleted) for r in results) == 1        # deleted once, never twice
     assert store.get(active.job_id).state is JobState.QUEUED
+
+
+def test_the_bridge_itself_applies_retention(start_bridge, small_shot, paced):
+    """retention_days in the config starts the sweeper with the bridge: a job
+    past its project's retention disappears without anyone calling purge, and
+    the audit log says so."""
+    paced.frame_s = 0.005
+    bridge = start_bridge(backends={"paced": paced}, retention_days={"*": 0}, retention_sweep_s=0.05)
+    assert bridge.retention is not None
+    with BridgeClient(bridge.address) as client:
+        job_id = _done(client, small_shot)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.job(job_id)
+            except NotFoundError:
+                break
+            assert time.monotonic() < deadline, "the bridge never applied retention_days"
+            time.sleep(0.05)
+    bridge.stop(grace=0)
+    assert not bridge.retention._thread.is_alive()
+    lines = [json.loads(line) for line in (bridge.config.data_dir / "audit.jsonl").read_text().splitlines()]
+    assert [e["job"] for e in lines if e["rpc"] == "Retention"] == [job_id]
+
+
+def test_no_retention_configured_means_no_sweeper(start_bridge):
+    assert start_bridge().retention is None

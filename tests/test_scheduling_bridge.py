@@ -211,3 +211,33 @@ def test_remote_sites_need_the_ray_executor(tmp_path):
     assert [(s.name, s.grid_region, n) for s, n in config.sites] == [("local", "WORLD", 4),
                                                                       ("ovh-gravelines", "FR", 2)]
     assert config.sites[1][0].pue == pytest.approx(1.26)
+
+
+def test_a_batch_job_planned_behind_a_busy_device_starts_when_the_device_frees(start_bridge, small_shot, paced):
+    """With no run history a job is assumed to take 10 minutes, so a batch
+    job submitted while another runs is planned after it. When the running
+    job ends early, the held job is re-planned at once (not at the next
+    replan_every_s, 30 minutes by default) and starts."""
+    from dataclasses import replace
+
+    from bridge.shot.request import GenerationSettings
+
+    paced.frame_s = 0.1
+    bridge = start_bridge(backends={"paced": paced})     # default replan_every_s: 1800 s
+    batch = SchedulingSettings(job_class="batch", deadline=datetime.now(UTC) + timedelta(hours=8))
+    with BridgeClient(bridge.address) as client:
+        first = client.submit(small_shot, GenerationSettings(backend="paced")).job
+        deadline = time.monotonic() + 10
+        while client.job(first.job_id).state is not JobState.RUNNING:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        second_shot = replace(small_shot, tags=replace(small_shot.tags, shot="sh020"))
+        second = client.submit(second_shot, GenerationSettings(backend="paced"), scheduling=batch).job
+        held = client.job(second.job_id)
+        assert held.state is JobState.SCHEDULED and held.decision is not None
+        assert held.decision.planned_start > datetime.now(UTC) + timedelta(minutes=1)   # behind the busy device
+        deadline = time.monotonic() + 20
+        while client.job(second.job_id).state is not JobState.COMPLETED:
+            assert time.monotonic() < deadline, f"still {client.job(second.job_id).state} behind a free device"
+            time.sleep(0.05)
+        assert client.job(first.job_id).state is JobState.COMPLETED

@@ -119,3 +119,78 @@ def test_missing_passes_and_frame_count_mismatch_are_refused():
                 frames=tuple(Frame(index=f.index, camera=f.camera) for f in shot.frames))
     with pytest.raises(ValueError, match="depth and motion"):
         score_shot(bare, frames)
+
+
+def test_trajectories_hop_within_windows_of_eight_frames():
+    shot, frames = _translating(n=20)
+    score = score_shot(shot, iter(frames))     # any iterable: frames are streamed
+    starts = sorted({p.index for p in score.trajectory_pairs})
+    assert starts == [0, 8, 16]
+    assert max(p.gap for p in score.trajectory_pairs) == 7
+    assert [p.gap for p in score.trajectory_pairs if p.index == 16] == [1, 2, 3]
+
+
+def _png(rgb):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_report_figures_from_stored_frames():
+    from bridge.temporal.report import consistency
+
+    shot, frames = _translating(n=6)
+    pngs = [_png(f) for f in frames]
+    t = consistency(shot, lambda i: pngs[i], range(6))
+    assert t.computed and t.method == "masked-warp-l1" and t.window == 8
+    assert t.gap1 is not None and t.gap1 < 0.006 and len(t.pairs) == 5
+    assert consistency(shot, lambda i: pngs[i], [0, 1, 2]).reason == "3 of 6 frames were produced"
+    broken = consistency(shot, lambda i: b"not a png", range(6))
+    assert not broken.computed and "could not be read" in broken.reason
+    bare = Shot(tags=shot.tags, fps=shot.fps, width=W, height=H,
+                frames=tuple(Frame(index=f.index, camera=f.camera) for f in shot.frames))
+    assert "no depth and motion" in consistency(bare, lambda i: pngs[i], range(6)).reason
+
+
+def test_large_frames_are_compared_on_a_pixel_grid_with_the_same_verdict():
+    """Past MAX_SAMPLES pixels a frame is sampled on a regular grid: the cost
+    per pair is bounded and the figures stay those of the full comparison."""
+    from bridge.temporal.score import sample_stride
+
+    assert sample_stride(256, 256, 256 * 256) == 1 and sample_stride(2048, 2048, 256 * 256) == 8
+    shot = sample_shot(frames=6, width=192, height=108)
+    rng = np.random.default_rng(3)
+    for frames in ([world_texture(f) for f in shot.frames], [rng.random((108, 192, 3)) for _ in shot.frames]):
+        full = score_shot(shot, frames, max_samples=10**9)
+        grid = score_shot(shot, frames, max_samples=2000)       # every 4th pixel
+        assert grid.pairs[0].valid_pixels < full.pairs[0].valid_pixels / 10
+        assert grid.gap1 == pytest.approx(full.gap1, rel=0.15, abs=0.002)
+        assert grid.valid_fraction == pytest.approx(full.valid_fraction, abs=0.03)
+
+
+def test_every_completed_job_reports_its_score_through_the_bridge(start_bridge, small_shot, tmp_path):
+    """The guides backend's frames (the conditioning itself) scored against
+    the shot's engine flow: in the report, its JSON, the ledger and OTIO."""
+    from bridge.client import BridgeClient
+    from bridge.client.otio_export import read_version, version_metadata
+    from bridge.jobs.model import JobState
+    from bridge.shot.request import GenerationSettings
+
+    bridge = start_bridge()
+    with BridgeClient(bridge.address) as client:
+        job = client.submit(small_shot, GenerationSettings(backend="guides")).job
+        client.download(job.job_id, tmp_path / "out")
+        report = client.report(job.job_id)
+    assert report.state is JobState.COMPLETED
+    t = report.temporal
+    assert t.computed and t.method == "masked-warp-l1" and t.window == 8
+    assert t.gap1 is not None and 0 <= t.gap1 < 0.2 and len(t.pairs) == small_shot.frame_count - 1
+    assert t.valid_fraction is not None and t.valid_fraction > 0.5
+    ledger_report = bridge.manager.executor.ledger.report(job.job_id)
+    assert ledger_report is not None and ledger_report.temporal == t
+    otio = version_metadata(read_version(tmp_path / "out"))
+    assert otio["temporal"]["gap1"] == t.gap1 and otio["temporal"]["computed"] is True

@@ -7,6 +7,12 @@ cached components with only the enabled ControlNets, 4. memory settings,
 5. FreeNoise context windows for shots longer than the motion window,
 6. denoise to latents with progress / preview / cancel per step, 7. decode
 frame by frame and stream each frame as soon as it is decoded.
+
+Quality presets (docs/cpu.md): "final" (the default) runs the profile's
+steps and decodes with the full VAE; "draft" runs the profile's
+``[defaults.draft]`` (e.g. 4 LCM steps, guidance 1: no CFG pass) and decodes
+with the tiny decoder (``vae_preview``) where the profile has one. Step
+previews use the tiny decoder whenever the profile has one.
 """
 
 # diffusers re-exports its public classes from a lazy __init__ (``from .models import X`` under TYPE_CHECKING,
@@ -23,13 +29,13 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from ..errors import BackendError, InvalidArgumentError
-from ..shot.model import Shot
+from ..shot.model import Shot, ShotOutline
 from ..shot.request import ControlSettings, GenerationSettings
-from .base import JobContext
-from .devices import MemorySettings, default_memory_settings, is_out_of_memory, pick_device
+from .base import JobContext, QualityPreset
+from .devices import MemorySettings, configure_cpu_threads, default_memory_settings, is_out_of_memory, pick_device
 from .diffusion import DiffusionBackend
-from .loading import require_components
-from .profiles import ModelProfile, load_profile
+from .loading import has_component, require_components, to_channels_last
+from .profiles import SCHEDULERS, ModelProfile, load_profile
 
 if TYPE_CHECKING:
     from diffusers import UNetMotionModel
@@ -39,6 +45,11 @@ log = logging.getLogger(__name__)
 DEFAULT_PROFILE = "animatediff-sd15"
 CONTROL_COMPONENT = {"depth": "controlnet_depth", "pose": "controlnet_pose"}
 BASE_COMPONENTS = {"tokenizer", "text_encoder", "unet", "vae", "scheduler", "motion_adapter"}
+TINY_DECODER = "vae_preview"
+# decode cost per frame in UNet-pass equivalents (measured, benchmarks/cpu_tier.py: SD1.5 VAE ~2 steps
+# for a 16-frame clip, TAESD ~1% of that): used for estimates and the presets' relative cost
+DECODE_STEPS = {"full": 2.0, "tiny": 0.05}
+DRAFT_STEP_FRACTION = 4      # a profile without [defaults.draft]: a quarter of its steps
 
 
 @dataclass(frozen=True)
@@ -55,9 +66,48 @@ class _Plan:
     context_length: int
     context_stride: int
     scheduler: str
+    quality: str = "final"
+    decoder: str = "full"        # final frames: "full" (the VAE) or "tiny" (vae_preview)
+    tiny_decoder: bool = False   # the profile has one: previews use it
+
+
+def preset_defaults(profile: ModelProfile, quality: str) -> dict:
+    """steps, guidance_scale, scheduler and decoder of a preset from the profile (what a request may override)."""
+    steps = int(profile.default("steps", 25))
+    final = {"steps": steps, "guidance_scale": float(profile.default("guidance_scale", 7.5)),
+             "scheduler": str(profile.default("scheduler", "ddim")), "decoder": "full"}
+    if quality != "draft":
+        return final
+    draft = profile.default("draft", {})
+    if not isinstance(draft, dict):
+        raise _broken(profile, "defaults.draft must be a table ([defaults.draft])")
+    out = {"steps": int(draft.get("steps", max(1, steps // DRAFT_STEP_FRACTION))),
+           "guidance_scale": float(draft.get("guidance_scale", final["guidance_scale"])),
+           "scheduler": str(draft.get("scheduler", final["scheduler"])),
+           "decoder": "tiny" if has_component(profile, TINY_DECODER) else "full"}
+    if out["scheduler"] not in SCHEDULERS:
+        raise _broken(profile, f"defaults.draft.scheduler must be one of {SCHEDULERS}")
+    return out
+
+
+def _broken(profile: ModelProfile, why: str):
+    from ..errors import PreconditionError
+
+    log.warning("model profile %s is broken: %s", profile.path, why)
+    return PreconditionError(f"model profile {profile.name!r} on this bridge is broken ({why}); "
+                             "the bridge's operator must fix its file")
+
+
+def preset_work(profile: ModelProfile, quality: str, steps: int = 0, guidance_scale: float = 0.0) -> float:
+    """Work per frame-pixel of a preset (or its overrides), in UNet-pass equivalents:
+    steps, twice over with classifier-free guidance (guidance > 1), plus the decode."""
+    p = preset_defaults(profile, quality)
+    cfg = 2 if (guidance_scale or p["guidance_scale"]) > 1 else 1
+    return (steps or p["steps"]) * cfg + DECODE_STEPS[p["decoder"]]
 
 
 class AnimateDiffBackend(DiffusionBackend):
+    supports_flow_guidance = True
     id = "animatediff"
     description = "AnimateDiff + ControlNet (depth, OpenPose) video diffusion from engine passes"
     default_profile = DEFAULT_PROFILE
@@ -65,7 +115,7 @@ class AnimateDiffBackend(DiffusionBackend):
     default_max_size = 1024
 
     # ------------------------------------------------------------ checks
-    def plan(self, shot: Shot, settings: GenerationSettings) -> _Plan:
+    def plan(self, shot: Shot | ShotOutline, settings: GenerationSettings) -> _Plan:
         profile = load_profile(settings.model_profile or self.default_profile)
         if profile.family != "animatediff":
             raise InvalidArgumentError(
@@ -89,18 +139,21 @@ class AnimateDiffBackend(DiffusionBackend):
             raise InvalidArgumentError(
                 f"resolution: {width}x{height} must be a multiple of 8 for the latent space "
                 f"(set generation.output_resolution, e.g. {width // 8 * 8}x{height // 8 * 8})")
+        quality = settings.quality or "final"
+        preset = preset_defaults(profile, quality)
         return _Plan(
             profile=profile, controls=tuple(controls),
-            steps=settings.steps or int(profile.default("steps", 25)),
-            guidance_scale=settings.guidance_scale or float(profile.default("guidance_scale", 7.5)),
+            steps=settings.steps or preset["steps"],
+            guidance_scale=settings.guidance_scale or preset["guidance_scale"],
             width=width, height=height,
             preview_every=settings.preview_every_n_steps or int(profile.default("preview_every_n_steps", 5)),
             context_length=int(profile.default("context_length", 16)),
             context_stride=int(profile.default("context_stride", 4)),
-            scheduler=str(profile.default("scheduler", "ddim")),
+            scheduler=preset["scheduler"], quality=quality, decoder=preset["decoder"],
+            tiny_decoder=has_component(profile, TINY_DECODER),
         )
 
-    def check_inputs(self, shot: Shot, settings: GenerationSettings) -> None:
+    def check_inputs(self, shot: Shot | ShotOutline, settings: GenerationSettings) -> None:
         super().check_inputs(shot, settings)
         plan = self.plan(shot, settings)
         for c in plan.controls:
@@ -110,11 +163,42 @@ class AnimateDiffBackend(DiffusionBackend):
             if c.kind == "pose" and "pose" not in shot.passes:
                 raise InvalidArgumentError("generation.controls: pose is enabled but no frame has a character pose; "
                                            "disable it or map an armature")
-        require_components(plan.profile, BASE_COMPONENTS | {CONTROL_COMPONENT[c.kind] for c in plan.controls})
+        if settings.temporal.enabled:
+            from ..temporal.score import has_passes
 
-    def estimate_work(self, shot: Shot, settings: GenerationSettings) -> float:
-        steps = settings.steps or 25
-        return super().estimate_work(shot, settings) * steps
+            if not has_passes(shot):
+                raise InvalidArgumentError("generation.temporal.mode: flow guidance needs depth and motion passes "
+                                           "on every frame; render them or set mode 'off'",
+                                           field="generation.temporal.mode")
+        require_components(plan.profile, self.needed(plan))
+
+    def needed(self, plan: _Plan) -> set[str]:
+        extra = {TINY_DECODER} if plan.tiny_decoder else set()
+        return BASE_COMPONENTS | {CONTROL_COMPONENT[c.kind] for c in plan.controls} | extra
+
+    def estimate_work(self, shot: Shot | ShotOutline, settings: GenerationSettings) -> float:
+        """Frames x pixels x (steps + decode), the steps and decoder of the preset asked for."""
+        profile = load_profile(settings.model_profile or self.default_profile)
+        return super().estimate_work(shot, settings) * preset_work(profile, settings.quality, settings.steps,
+                                                                   settings.guidance_scale)
+
+    def quality_presets(self) -> tuple[QualityPreset, ...]:
+        """The presets of the default profile, with their cost relative to "final"."""
+        try:
+            profile = load_profile(self.default_profile)
+            draft, final = preset_defaults(profile, "draft"), preset_defaults(profile, "final")
+        except Exception as exc:     # a missing/broken default profile: no presets to offer, said in the log
+            log.warning("animatediff: no quality presets from profile %r: %s", self.default_profile, exc)
+            return ()
+        cost = preset_work(profile, "draft") / preset_work(profile, "final")
+        decoder = {"tiny": "the tiny decoder (TAESD)", "full": "the full VAE"}
+        return (
+            QualityPreset("draft", f"{draft['steps']} {draft['scheduler'].upper()} steps, guidance "
+                          f"{draft['guidance_scale']:g}, {decoder[draft['decoder']]}: quick previz",
+                          round(cost, 4)),
+            QualityPreset("final", f"{final['steps']} {final['scheduler'].upper()} steps, guidance "
+                          f"{final['guidance_scale']:g}, {decoder['full']}: the finished frames", 1.0),
+        )
 
     # ------------------------------------------------------------ run
     def run(self, shot: Shot, settings: GenerationSettings, ctx: JobContext) -> None:
@@ -140,17 +224,14 @@ class AnimateDiffBackend(DiffusionBackend):
                 raise
 
     def components(self, plan: _Plan, device: str, dtype) -> dict:
-        needed = BASE_COMPONENTS | {CONTROL_COMPONENT[c.kind] for c in plan.controls}
-        entry = self.cache.get(plan.profile, device, dtype, needed=needed)
+        # the motion UNet first, from the UNet and the motion adapter alone, which are then dropped: the
+        # peak holds one UNet's worth of copies, not three (from_unet2d copies every weight)
+        entry = self.cache.get(plan.profile, device, dtype, needed={"unet", "motion_adapter"})
         if "unet_motion" not in entry:
-            from diffusers import UNetMotionModel
-
-            # Built once per cached profile: from_unet2d copies weights. Typing: pyright infers from_unet2d's
-            # result from from_config as "model or (model, unused kwargs)", but it is the model; and
-            # ModelMixin.to is @wraps(nn.Module.to), which pyright reads as the unbound signature (wants self).
-            unet_motion = cast("UNetMotionModel", UNetMotionModel.from_unet2d(entry["unet"], entry["motion_adapter"]))
-            entry["unet_motion"] = unet_motion.to(device=device, dtype=dtype).eval()  # pyright: ignore[reportCallIssue]
-        return entry
+            entry["unet_motion"] = build_motion_unet(entry["unet"], entry["motion_adapter"], device, dtype)
+            share_motion_weights(entry["motion_adapter"], entry["unet_motion"])
+            entry["unet"] = None     # kept as a key: the cache sees it loaded
+        return self.cache.get(plan.profile, device, dtype, needed=self.needed(plan))
 
     def build_pipeline(self, entry: dict, plan: _Plan):
         from diffusers import AnimateDiffControlNetPipeline, DDIMScheduler, EulerDiscreteScheduler, LCMScheduler
@@ -158,7 +239,8 @@ class AnimateDiffBackend(DiffusionBackend):
 
         scheduler_cls = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "lcm": LCMScheduler}[plan.scheduler]
         return AnimateDiffControlNetPipeline(
-            vae=entry["vae"], text_encoder=entry["text_encoder"], tokenizer=entry["tokenizer"],
+            vae=entry["vae"] if plan.decoder == "full" else entry[TINY_DECODER],
+            text_encoder=entry["text_encoder"], tokenizer=entry["tokenizer"],
             unet=entry["unet_motion"], motion_adapter=entry["motion_adapter"],
             controlnet=MultiControlNetModel([entry[CONTROL_COMPONENT[c.kind]] for c in plan.controls]),
             scheduler=scheduler_cls.from_config(entry["scheduler"].config),
@@ -171,7 +253,10 @@ class AnimateDiffBackend(DiffusionBackend):
 
         # 1-3. components, control videos, pipeline
         ctx.progress(0, plan.steps, "loading model")
+        if choice.device == "cpu":
+            configure_cpu_threads()
         entry = self.components(plan, choice.device, choice.dtype)
+        preview_vae = entry[TINY_DECODER] if plan.tiny_decoder else None
         videos = control_videos(shot, [c.kind for c in plan.controls])
         pipe = self.build_pipeline(entry, plan)
         pipe.set_progress_bar_config(disable=True)
@@ -181,6 +266,9 @@ class AnimateDiffBackend(DiffusionBackend):
         long_shot = shot.frame_count > plan.context_length
         if long_shot:
             pipe.enable_free_noise(context_length=plan.context_length, context_stride=plan.context_stride)
+        from ..temporal.attention import apply_flow_guidance
+
+        guidance = apply_flow_guidance(pipe, shot, settings.temporal, plan)   # mode off: installs nothing
         started = time.monotonic()
         mid = shot.frame_count // 2
 
@@ -189,8 +277,10 @@ class AnimateDiffBackend(DiffusionBackend):
             if ctx.cancelled:
                 pipeline._interrupt = True
             elif plan.preview_every and (step + 1) % plan.preview_every == 0 and step + 1 < plan.steps:
-                ctx.preview(mid, step + 1, decode_frame(pipeline, kwargs["latents"], mid))
-            return {}
+                ctx.preview(mid, step + 1, decode_frame(pipeline, kwargs["latents"], mid, vae=preview_vae))
+            if ctx.cancelled:
+                return {}
+            return guidance.on_step_end(pipeline, step, timestep, kwargs)
 
         try:
             # 6. denoise to latents. diffusers' annotations are narrower than what the pipeline takes and
@@ -224,19 +314,64 @@ class AnimateDiffBackend(DiffusionBackend):
                     ctx.frame(index, rgb, work=denoise_s / shot.frame_count + (time.monotonic() - t0))
                     ctx.progress(plan.steps, plan.steps, f"decoding {index + 1}/{shot.frame_count}")
         finally:
+            guidance.remove()
             if long_shot:
                 pipe.disable_free_noise()
             _reset_memory(pipe, memory, choice.device)
 
 
-def decode_frame(pipe, latents, index: int) -> np.ndarray:
+def build_motion_unet(unet, motion_adapter, device: str, dtype) -> UNetMotionModel:
+    """``UNetMotionModel.from_unet2d`` built directly in ``dtype`` (it would
+    make a float32 model first: a 1.3B-parameter peak in fp32 on SD1.5),
+    channels-last on a CPU."""
+    import torch
+    from diffusers import UNetMotionModel
+
+    before = torch.get_default_dtype()
+    if dtype is not None and dtype.is_floating_point:
+        torch.set_default_dtype(dtype)
+    # from_unet2d ends with model.to(unet.dtype), on which diffusers 0.42 warns about "modules that should be
+    # kept in float32: []" (none: an empty list is still warned about); that notice is noise here
+    noisy = logging.getLogger("diffusers.models.modeling_utils")
+    level = noisy.level
+    noisy.setLevel(logging.ERROR)
+    try:
+        # pyright infers from_unet2d's result from from_config as "model or (model, unused kwargs)"; it is the
+        # model. ModelMixin.to is @wraps(nn.Module.to), which pyright reads as the unbound signature (wants self).
+        model = cast("UNetMotionModel", UNetMotionModel.from_unet2d(unet, motion_adapter))
+    finally:
+        torch.set_default_dtype(before)
+        noisy.setLevel(level)
+    model = model.to(device).eval()  # pyright: ignore[reportCallIssue, reportArgumentType]
+    return to_channels_last(model) if device == "cpu" else model
+
+
+def share_motion_weights(adapter, unet_motion) -> int:
+    """Point the motion adapter's parameters at the motion UNet's copies of
+    them (same names, same values after from_unet2d), so its own copies are
+    freed; the pipeline still reads the adapter's config (FreeNoise does).
+    Returns how many parameters are shared."""
+    own = dict(unet_motion.named_parameters())
+    shared = 0
+    for name, param in list(adapter.named_parameters()):
+        twin = own.get(name)
+        if twin is not None and twin.shape == param.shape and twin.dtype == param.dtype:
+            module, _, attr = name.rpartition(".")
+            setattr(adapter.get_submodule(module) if module else adapter, attr, twin)
+            shared += 1
+    return shared
+
+
+def decode_frame(pipe, latents, index: int, vae=None) -> np.ndarray:
     """Decode one frame of [B, C, F, h, w] latents exactly as the pipeline's
-    own ``decode_latents`` + ``postprocess_video`` do; uint8 [H, W, 3]."""
+    own ``decode_latents`` + ``postprocess_video`` do; uint8 [H, W, 3].
+    ``vae``: another decoder than the pipeline's (the tiny one for previews)."""
     import torch
 
+    vae = vae or pipe.vae
     with torch.inference_mode():
-        frame = latents[:, :, index].to(pipe.vae.dtype) / pipe.vae.config.scaling_factor
-        image = pipe.vae.decode(frame).sample.float()
+        frame = latents[:, :, index].to(vae.dtype) / vae.config.scaling_factor
+        image = vae.decode(frame).sample.float()
         array = pipe.video_processor.postprocess(image, output_type="np")[0]
     return (array * 255).round().astype(np.uint8)
 

@@ -1,14 +1,28 @@
 """Device and precision choice, memory settings, and OOM detection for the
-torch backends. Imports torch lazily: the bridge starts without it."""
+torch backends. Imports torch lazily: the bridge starts without it.
+
+The CPU tier (docs/cpu.md): on a CPU, bfloat16 where the CPU has matrix or
+vector bf16 instructions (AMX-BF16 or AVX-512 BF16: read from /proc/cpuinfo
+flags, else asked of torch), float32 otherwise; ``$GREENLIGHT_CPU_DTYPE``
+(float32 | bfloat16) overrides. Torch's thread count is set once, from the
+cores this process may run on (its CPU affinity, not the machine's count).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, PreconditionError
 
+log = logging.getLogger(__name__)
 GIB = 1024 ** 3
+CPU_DTYPE_ENV = "GREENLIGHT_CPU_DTYPE"
+CPU_DTYPES = ("float32", "bfloat16")
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")     # /proc/cpuinfo names, best first
 
 
 @dataclass(frozen=True)
@@ -38,10 +52,86 @@ class DeviceChoice:
         return getattr(torch, self.dtype_name)
 
 
-def pick_device(override: str | None = None) -> DeviceChoice:
+def cpu_bf16_support(cpuinfo: str | None = None) -> tuple[bool, str]:
+    """(whether bf16 runs fast here, why). ``cpuinfo``: the text of
+    /proc/cpuinfo (read when None); where there is none (macOS, Windows),
+    torch's own CPU capability checks answer."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    if flags:
+        found = [f for f in BF16_FLAGS if f in flags]
+        if found:
+            return True, f"the CPU has {' and '.join(f.upper().replace('_', '-', 1) for f in found)}"
+        return False, "the CPU has neither AMX-BF16 nor AVX-512 BF16 (/proc/cpuinfo flags)"
+    try:
+        import torch
+
+        cpu = torch.cpu
+        amx = bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+        avx = bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
+    except Exception as exc:     # an old or odd torch: bf16 unknown, so not chosen
+        return False, f"no CPU flags to read and torch could not tell ({type(exc).__name__})"
+    if amx or avx:
+        return True, f"torch reports {'AMX' if amx else 'AVX-512 BF16'} on this CPU"
+    return False, "torch reports neither AMX nor AVX-512 BF16 on this CPU"
+
+
+def cpu_dtype(cpuinfo: str | None = None, env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(dtype name, why) for the CPU tier: $GREENLIGHT_CPU_DTYPE when set,
+    else bfloat16 where the CPU supports it, else float32."""
+    wanted = (os.environ if env is None else env).get(CPU_DTYPE_ENV, "").strip().lower()
+    if wanted:
+        if wanted not in CPU_DTYPES:
+            raise PreconditionError(f"${CPU_DTYPE_ENV} on the bridge must be one of {CPU_DTYPES} (or unset for "
+                                    f"automatic), got {wanted!r}; the bridge's operator must fix it")
+        return wanted, f"${CPU_DTYPE_ENV}={wanted}"
+    ok, why = cpu_bf16_support(cpuinfo)
+    return ("bfloat16", f"bf16: {why}") if ok else ("float32", f"fp32: {why}")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):    # no affinity API (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+_threads_lock = threading.Lock()
+_threads_set: int | None = None
+
+
+def configure_cpu_threads(cores: int | None = None) -> int:
+    """Set torch's intra-op threads to the usable cores, once per process
+    (later calls return the first figure). $OMP_NUM_THREADS, when the
+    operator set it, wins: torch already read it."""
+    global _threads_set
+    with _threads_lock:
+        if _threads_set is not None:
+            return _threads_set
+        import torch
+
+        if os.environ.get("OMP_NUM_THREADS"):
+            _threads_set = torch.get_num_threads()
+        else:
+            _threads_set = cores or usable_cores()
+            torch.set_num_threads(_threads_set)
+        log.info("torch uses %d CPU threads", _threads_set)
+        return _threads_set
+
+
+def pick_device(override: str | None = None, cpuinfo: str | None = None) -> DeviceChoice:
     """CUDA > MPS > CPU unless ``override`` (or $GREENLIGHT_DEVICE) names one.
-    fp16 on CUDA (bf16 where supported and fp16 is not preferred), fp16 on
-    MPS, fp32 on CPU."""
+    fp16 on CUDA and MPS; on a CPU the CPU tier's dtype (``cpu_dtype``)."""
     import torch
 
     override = override or os.environ.get("GREENLIGHT_DEVICE") or None
@@ -66,7 +156,8 @@ def pick_device(override: str | None = None) -> DeviceChoice:
     elif device == "mps":
         dtype = "float16"
     else:
-        dtype = "float32"
+        dtype, why = cpu_dtype(cpuinfo)
+        reason = f"{reason}; {why}"
     return DeviceChoice(device, dtype, free, reason)
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 
-from .base import Backend, BackendInfo
+from ..errors import GreenlightError
+from .base import Backend, BackendInfo, QualityPreset
 from .devices import pick_device
 from .loading import ComponentCache
 
@@ -36,12 +37,22 @@ class DiffusionBackend(Backend):
         self._max_frames = max_frames or self.default_max_frames
         self._max_size = max_size or self.default_max_size
         self._devices: tuple[str, ...] | None = None
+        self._presets: tuple[QualityPreset, ...] | None = None
 
     def info(self) -> BackendInfo:
         ok, why = torch_available()
         if ok and self._devices is None:
-            self._devices = (pick_device(self.device_override).device,)
+            try:
+                self._devices = (pick_device(self.device_override).device,)
+            except GreenlightError as exc:    # e.g. a bad $GREENLIGHT_CPU_DTYPE: unavailable, and why
+                ok, why = False, str(exc)
+        if self._presets is None:             # read once: info() is asked after every frame
+            self._presets = self.quality_presets()
         return BackendInfo(
             id=self.id, description=self.description, conditions=("depth", "pose"),
             max_frames=self._max_frames, max_width=self._max_size, max_height=self._max_size,
-            devices=self._devices or (), available=ok, unavailable_reason=why)
+            devices=self._devices or (), available=ok, unavailable_reason=why, quality_presets=self._presets)
+
+    def quality_presets(self) -> tuple[QualityPreset, ...]:
+        """The presets ``generation.quality`` may name (none by default: the output is final)."""
+        return ()

@@ -70,7 +70,14 @@ ANIMATEDIFF_COMPONENTS = (
     ComponentSpec("motion_adapter", "diffusers:MotionAdapter", "motion_adapter", None, "config.json"),
     ComponentSpec("controlnet_depth", "diffusers:ControlNetModel", "controlnet_depth", None, "config.json", True),
     ComponentSpec("controlnet_pose", "diffusers:ControlNetModel", "controlnet_pose", None, "config.json", True),
+    # the tiny decoder (TAESD geometry, e.g. madebyollin/taesd): step previews always, final frames in "draft".
+    # A profile names it [components] vae_preview (or vae_tiny, the same role).
+    ComponentSpec("vae_preview", "diffusers:AutoencoderTiny", "vae_preview", None, "config.json", True),
 )
+TINY_DECODER_KEYS = ("vae_preview", "vae_tiny")
+# conv-heavy 2-D components of the animatediff family laid out channels-last on a CPU (oneDNN's preferred
+# layout for its convolutions; benchmarks/bridge_overhead.py measures it); Wan's 3-D VAE has no such layout
+CHANNELS_LAST = ("unet", "vae", "vae_preview", "controlnet_depth", "controlnet_pose")
 
 WAN_VACE_COMPONENTS = (
     ComponentSpec("tokenizer", "transformers:AutoTokenizer", "base", "tokenizer", "tokenizer_config.json"),
@@ -86,7 +93,15 @@ def _source_for(profile: ModelProfile, spec: ComponentSpec) -> tuple[str | None,
     """(source, subfolder); a dedicated ``vae`` entry overrides base/vae."""
     if spec.name == "vae" and profile.source("vae"):
         return profile.source("vae"), None
+    if spec.name == "vae_preview":
+        return next((profile.source(k) for k in TINY_DECODER_KEYS if profile.source(k)), None), None
     return profile.source(spec.profile_key), spec.subfolder
+
+
+def has_component(profile: ModelProfile, name: str) -> bool:
+    """Whether the profile names a source for component ``name`` (optional ones may be absent)."""
+    spec = next((s for s in SPECS[profile.family] if s.name == name), None)
+    return spec is not None and _source_for(profile, spec)[0] is not None
 
 
 def _is_local(source: str) -> bool:
@@ -164,7 +179,13 @@ def load_component(profile: ModelProfile, spec: ComponentSpec, dtype=None):
         return getattr(diffusers, config["_class_name"]).from_config(config)
     cls = _load_class(spec.loader)
     if dtype is not None and spec.name not in ("tokenizer", "scheduler"):
-        kwargs["torch_dtype"] = dtype
+        # straight into the target dtype, tensor by tensor (no float32 copy of the model first):
+        # diffusers takes torch_dtype + low_cpu_mem_usage, transformers 5 calls it dtype and loads lazily
+        if spec.loader.startswith("diffusers:"):
+            kwargs["torch_dtype"] = dtype
+            kwargs["low_cpu_mem_usage"] = True
+        else:
+            kwargs["dtype"] = dtype
     if not _is_local(source) and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         kwargs["local_files_only"] = True
     try:
@@ -191,6 +212,13 @@ def pull(profile: ModelProfile) -> list[str]:
     return done
 
 
+def to_channels_last(module):
+    """A model's 4-D weights in channels-last layout (values unchanged)."""
+    import torch
+
+    return module.to(memory_format=torch.channels_last)
+
+
 class ComponentCache:
     """Loaded components per (profile, device, dtype), least recently used
     evicted first. Loading is the slow part of a job; keeping the last
@@ -212,18 +240,22 @@ class ComponentCache:
                     return entry
             else:
                 entry = {}
+                self.loads += 1     # a profile's first load (later calls may add components to it)
             while len(self._entries) >= self.max_entries and key not in self._entries:
                 old, _ = self._entries.popitem(last=False)
                 log.info("evicting cached pipeline %s", old[0])
             for spec in SPECS[profile.family]:
                 if spec.name in entry or (needed is not None and spec.name not in needed):
                     continue
+                if needed is None and spec.optional and _source_for(profile, spec)[0] is None:
+                    continue
                 component = load_component(profile, spec, dtype)
                 if hasattr(component, "to") and spec.name not in ("tokenizer", "scheduler"):
                     component = component.to(device)
+                    if device == "cpu" and profile.family == "animatediff" and spec.name in CHANNELS_LAST:
+                        component = to_channels_last(component)
                     component.eval() if hasattr(component, "eval") else None
                 entry[spec.name] = component
-            self.loads += 1
             self._entries[key] = entry
             return entry
 

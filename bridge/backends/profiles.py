@@ -11,10 +11,23 @@ and the available names, never a server path (the log has the path).
 The operator's own tools (``greenlight models check ./my.toml``) may open a
 file by path with ``load_profile_file``; the bridge never does that for a
 client.
+
+Each component may carry its licence (docs/governance.md)::
+
+    [licenses.base]
+    id = "CreativeML-OpenRAIL-M"   # SPDX id where one exists, else LicenseRef-...
+    commercial = "yes"             # yes | no | unknown (unknown counts as no)
+    url = "https://..."            # the licence text
+    checked = "2026-12-01"         # when someone read it
+    note = "..."                   # optional: where the facts come from
+
+A component without a table has an unknown licence: not cleared for
+commercial work.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import os
 import re
@@ -32,6 +45,34 @@ SCHEDULERS = ("ddim", "euler", "lcm")
 PROFILE_ENV = "GREENLIGHT_PROFILES"
 FIELD = "generation.model_profile"
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+COMMERCIAL = ("yes", "no", "unknown")
+_LICENSE_KEYS = {"id", "commercial", "url", "checked", "note"}
+
+
+@dataclass(frozen=True)
+class License:
+    """One component's licence as the profile states it; ``unknown`` when it says nothing."""
+
+    id: str = "unknown"
+    commercial: str = "unknown"    # yes | no | unknown
+    url: str = ""
+    checked: str = ""              # ISO date the licence was read
+    note: str = ""
+
+    @property
+    def cleared(self) -> bool:
+        """Commercial use allowed: only an explicit "yes" clears (unknown counts as no)."""
+        return self.commercial == "yes"
+
+    def label(self) -> str:
+        return f"{self.id} (commercial: {self.commercial})"
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "commercial": self.commercial, "url": self.url, "checked": self.checked,
+                **({"note": self.note} if self.note else {})}
+
+
+UNKNOWN_LICENSE = License()
 
 
 @dataclass(frozen=True)
@@ -42,9 +83,18 @@ class ModelProfile:
     description: str = ""
     defaults: dict = field(default_factory=dict)
     path: Path | None = None
+    licenses: dict[str, License] = field(default_factory=dict)
 
     def default(self, key: str, fallback):
         return self.defaults.get(key, fallback)
+
+    def license(self, component: str) -> License:
+        """The component's licence; ``unknown`` when the profile gives none."""
+        return self.licenses.get(component, UNKNOWN_LICENSE)
+
+    def uncleared(self) -> list[tuple[str, License]]:
+        """(component, licence) of every component not cleared for commercial use, in profile order."""
+        return [(c, self.license(c)) for c in self.components if not self.license(c).cleared]
 
     def source(self, component: str) -> str | None:
         """Hub id or absolute folder for a component; relative folders are
@@ -123,5 +173,41 @@ def _parse(path: Path, label: str) -> ModelProfile:
     defaults = dict(data.get("defaults", {}))
     if defaults.get("scheduler", "ddim") not in SCHEDULERS:
         raise broken(f"defaults.scheduler must be one of {SCHEDULERS}")
+    licenses = _licenses(data.get("licenses", {}), components, broken)
     return ModelProfile(name=data.get("name", path.stem), family=family, components=components,
-                        description=data.get("description", ""), defaults=defaults, path=path.resolve())
+                        description=data.get("description", ""), defaults=defaults, path=path.resolve(),
+                        licenses=licenses)
+
+
+def _licenses(tables, components: dict[str, str], broken) -> dict[str, License]:
+    """``[licenses.<component>]`` tables, each field checked; ``broken(why)`` makes the error."""
+    if not isinstance(tables, dict):
+        raise broken("[licenses] must hold one table per component, e.g. [licenses.base]")
+    out = {}
+    for component, table in tables.items():
+        where = f"[licenses.{component}]"
+        if component not in components:
+            raise broken(f"{where} names no component of [components] (they are {sorted(components)})")
+        if not isinstance(table, dict):
+            raise broken(f"{where} must be a table with id, commercial, url and checked")
+        unknown = set(table) - _LICENSE_KEYS
+        if unknown:
+            raise broken(f"{where} has unknown keys {sorted(unknown)}; valid: {sorted(_LICENSE_KEYS)}")
+        missing = [k for k in ("id", "commercial", "url", "checked") if k not in table]
+        if missing:
+            raise broken(f"{where} lacks {missing}")
+        values = {k: table[k] for k in _LICENSE_KEYS if k in table}
+        if isinstance(values["checked"], _dt.date):    # TOML reads a bare 2026-12-01 as a date
+            values["checked"] = values["checked"].isoformat()
+        if not all(isinstance(v, str) for v in values.values()):
+            raise broken(f"{where}: id, commercial, url, checked and note must be strings")
+        if not values["id"].strip():
+            raise broken(f"{where} id: give an SPDX id, a LicenseRef-... or \"unknown\"")
+        if values["commercial"] not in COMMERCIAL:
+            raise broken(f"{where} commercial: must be one of {COMMERCIAL}, got {values['commercial']!r}")
+        try:
+            _dt.date.fromisoformat(values["checked"])
+        except ValueError:
+            raise broken(f"{where} checked: must be a date YYYY-MM-DD, got {values['checked']!r}") from None
+        out[str(component)] = License(**values)
+    return out

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..shot.model import Shot
+from ..shot.model import Shot, ShotOutline
 from ..shot.request import ControlSettings, GenerationSettings
 from .base import JobContext
 from .devices import pick_device
@@ -65,7 +65,7 @@ class WanVaceBackend(DiffusionBackend):
     default_max_frames = 161
     default_max_size = 1280
 
-    def plan(self, shot: Shot, settings: GenerationSettings) -> _Plan:
+    def plan(self, shot: Shot | ShotOutline, settings: GenerationSettings) -> _Plan:
         profile = load_profile(settings.model_profile or self.default_profile)
         if profile.family != "wan-vace":
             raise InvalidArgumentError(
@@ -93,7 +93,7 @@ class WanVaceBackend(DiffusionBackend):
             preview_every=settings.preview_every_n_steps or int(profile.default("preview_every_n_steps", 5)),
         )
 
-    def check_inputs(self, shot: Shot, settings: GenerationSettings) -> None:
+    def check_inputs(self, shot: Shot | ShotOutline, settings: GenerationSettings) -> None:
         super().check_inputs(shot, settings)
         plan = self.plan(shot, settings)
         if plan.control.kind not in shot.passes:

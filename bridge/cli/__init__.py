@@ -24,7 +24,7 @@ import os
 import sys
 
 from ..errors import GreenlightError, exit_code
-from . import demo, models, purge, render, serve, shot, submit, token
+from . import demo, keys, models, purge, render, replay, serve, shot, storyboard, submit, token
 
 # The MP4 writer runs ffmpeg as a subprocess while gRPC threads are alive;
 # gRPC's fork handlers are for forked Python workers, which we never use.
@@ -32,7 +32,7 @@ from . import demo, models, purge, render, serve, shot, submit, token
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 # In the order ``greenlight --help`` lists them.
-COMMAND_MODULES = (serve, token, submit, purge, shot, render, models, demo)
+COMMAND_MODULES = (serve, token, keys, submit, purge, replay, shot, render, storyboard, models, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,15 +29,24 @@ def cmd_models_list(args) -> int:
     from ..backends.loading import missing_components
     from ..backends.profiles import available_profiles, load_profile
 
+    print(f"{'PROFILE':24} {'FAMILY':12} {'LICENCE':52} STATE")
     for name in available_profiles():
         profile = load_profile(name)
         missing = missing_components(profile)
         state = "ready" if not missing else f"missing {', '.join(m[0] for m in missing)}"
-        print(f"{name:24} {profile.family:12} {state}")
+        print(f"{name:24} {profile.family:12} {license_summary(profile):52} {state}")
         if args.verbose:
             for component, source in profile.components.items():
-                print(f"    {component:18} {source}")
+                print(f"    {component:18} {source}  [{profile.license(component).label()}]")
     return EXIT_OK
+
+
+def license_summary(profile) -> str:
+    """One cell: the licence ids, and whether every component is cleared for commercial use."""
+    ids = sorted({profile.license(c).id for c in profile.components})
+    uncleared = [c for c, _ in profile.uncleared()]
+    verdict = "commercial: yes" if not uncleared else f"not cleared: {', '.join(uncleared)}"
+    return f"{'+'.join(ids)} ({verdict})"
 
 
 def cmd_models_check(args) -> int:

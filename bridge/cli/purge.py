@@ -23,6 +23,8 @@ def add_parsers(sub) -> None:
                     help="jobs that ended more than N days ago (0: every ended job)")
     sp.add_argument("--config", help="apply this bridge config's retention_days instead of --older-than-days")
     sp.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    sp.add_argument("--key-file", help="the encryption key file: a project left with no jobs loses its keys "
+                                       "(crypto-shredding)")
     sp.set_defaults(func=cmd_purge)
 
 
@@ -46,6 +48,11 @@ def cmd_purge(args) -> int:
         raise InvalidArgumentError(f"purge: {data_dir} is not a bridge data folder (no bridge.sqlite3)")
     with acquire_data_lock(data_dir):    # refuses while a bridge runs on the folder
         store = JobStore(data_dir)
+        if args.config or args.key_file:
+            from ..server.config import keyring_for, load_config
+
+            store.keyring = keyring_for(load_config(args.config, data_dir=data_dir,
+                                                    key_file=Path(args.key_file) if args.key_file else None))
         try:
             result = purge(store, project=args.project, older_than_days=args.older_than_days,
                            retention_days=retention, dry_run=args.dry_run)
@@ -56,4 +63,6 @@ def cmd_purge(args) -> int:
         print(f"{verb} {job.job_id}  {job.project}/{job.shot} v{job.version}  {job.state.value}  {freed} bytes")
     print(f"{verb} {len(result.deleted)} jobs, {result.bytes_freed} bytes"
           + ("" if args.dry_run else "; the energy ledger keeps their totals"))
+    for project, ids in result.shredded.items():
+        print(f"deleted {len(ids)} encryption key(s) of project {project} (it has no jobs left)")
     return EXIT_OK

@@ -33,6 +33,9 @@ def add_parsers(sub) -> None:
                     help="enable gRPC server reflection (off by default; health is always on)")
     sp.add_argument("--metrics-port", type=int, metavar="PORT",
                     help="serve Prometheus metrics on this port (loopback; 0 = any free port)")
+    sp.add_argument("--exit-with", type=int, metavar="PID",
+                    help="drain and exit when process PID ends (a managed bridge follows the DCC that started "
+                         "it, even when that one is killed)")
     sp.set_defaults(func=cmd_serve)
 
 
@@ -58,6 +61,33 @@ def cmd_serve(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if args.exit_with:
+        threading.Thread(target=_watch_parent, args=(args.exit_with, stop), name="greenlight-exit-with",
+                         daemon=True).start()
     stop.wait()
     bridge.stop(grace=2.0)   # drains: running jobs finish their frame and are re-queued
     return EXIT_OK
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # exists, owned by someone else
+        return True
+    return True
+
+
+def _watch_parent(pid: int, stop, every_s: float = 1.0) -> None:
+    """Set ``stop`` once ``pid`` is gone (or, on POSIX, once this process
+    has been re-parented: the parent died and its pid may be reused)."""
+    import os
+
+    parent = os.getppid()
+    while not stop.wait(every_s):
+        if not _alive(pid) or (pid == parent and os.getppid() != parent):
+            print(f"greenlight: process {pid} ended; stopping the bridge", flush=True)
+            stop.set()

@@ -34,6 +34,7 @@ DEFAULT_ADDRESS = "127.0.0.1:50151"   # also bridge.client.settings (no grpc the
 DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024   # well under the bridge's 4 MiB default limit
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
 _MAX_BACKOFF_S = 2.0   # between submit retries, and the channel's reconnect attempts
+FIRST_CONTACT_RETRY_S = 2.0   # submit retries to a bridge this client has never reached
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class BridgeClient:
         self.timeout_s = timeout_s
         self.reconnect_s = reconnect_s
         self.submit_retry_s = submit_retry_s
+        self._reached = False   # any call answered by the bridge (even with an error status)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
                    # reconnect soon after a bridge comes back (gRPC's default backoff grows to 120 s)
@@ -78,9 +80,13 @@ class BridgeClient:
 
     def _call(self, method, request, timeout: float | None = None):
         try:
-            return method(request, timeout=timeout or self.timeout_s, metadata=self._metadata)
+            reply = method(request, timeout=timeout or self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as exc:
+            if exc.code() not in _RETRYABLE:
+                self._reached = True   # the bridge answered, with an error
             raise _error(exc, self.address) from None
+        self._reached = True
+        return reply
 
     # ------------------------------------------------------------ calls
     def capabilities(self) -> bridge_pb2.Capabilities:
@@ -119,13 +125,20 @@ class BridgeClient:
                 yield bridge_pb2.SubmitChunk(data=bytes(view[start:start + chunk_bytes]))
 
         timeout = max(self.timeout_s, len(data) / 5e6)  # >= 5 MB/s
-        give_up = time.monotonic() + (self.submit_retry_s if retry_s is None else retry_s)
+        if retry_s is None:
+            # a bridge this client has reached may be restarting: outlast it; an address that never
+            # answered is most likely wrong or down: say so after a short try, not after 30 s
+            retry_s = self.submit_retry_s if self._reached else min(self.submit_retry_s, FIRST_CONTACT_RETRY_S)
+        give_up = time.monotonic() + retry_s
         attempt = 0
         while True:
             try:
                 reply = self._stub.SubmitShot(chunks(), timeout=timeout, metadata=self._metadata)
+                self._reached = True
                 return Accepted(status_from_pb(reply.job), reply.duplicate)
             except grpc.RpcError as exc:
+                if exc.code() not in _RETRYABLE:
+                    self._reached = True
                 delay = min(0.2 * 2 ** attempt, _MAX_BACKOFF_S)
                 if (exc.code() not in _RETRYABLE or (retries is not None and attempt >= retries)
                         or time.monotonic() + delay > give_up):

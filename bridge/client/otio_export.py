@@ -153,6 +153,7 @@ def version_metadata(version: ShotVersion, generation: dict | None = None) -> di
         "grid_region": r.grid_region,
         "sci": r.sci,
         "sci_unit": r.sci_unit,
+        "temporal": r.temporal.to_dict(),
         "wall_s": r.wall_s,
         "report_schema": r.schema_version,
         # each frame's figures as fixed when it was made (the report's per_frame records)

@@ -170,6 +170,21 @@ class Ledger:
         with self._lock:
             return [dict(r) for r in self._db.execute(q, args).fetchall()]
 
+    def temporal(self, project: str, since: float | None = None) -> dict[tuple[str, int], dict]:
+        """Per (shot, version): the temporal-consistency figures of its latest
+        completed job (its report's ``temporal``; see docs/temporal.md)."""
+        q = "SELECT shot, version, report FROM ledger_jobs WHERE project = ? AND state = ?"
+        args: list = [project, JobState.COMPLETED.value]
+        if since is not None:
+            q += " AND finished >= ?"
+            args.append(since)
+        with self._lock:
+            rows = self._db.execute(q + " ORDER BY finished, job_id", args).fetchall()
+        out = {}
+        for row in rows:   # later rows replace earlier ones: the latest job wins
+            out[(row["shot"], int(row["version"]))] = dict(json.loads(row["report"]).get("temporal") or {})
+        return out
+
     def projects(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT DISTINCT project FROM ledger_jobs ORDER BY project")]

@@ -36,9 +36,14 @@ def project_report(ledger: Ledger, project: str, since: float | datetime | None 
     if isinstance(since, datetime):
         since = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
     jobs = ledger.jobs(project, since)
+    temporal = ledger.temporal(project, since)
     versions = []
     for row in ledger.summary(project, since):
         v = dict(row)
+        t = temporal.get((v["shot"], int(v["version"])), {})
+        v["temporal_gap1"] = t.get("gap1") if t.get("computed") else None
+        v["temporal_trajectory"] = t.get("trajectory") if t.get("computed") else None
+        v["temporal_pairs"] = list(t.get("pairs") or []) if t.get("computed") else []
         v["market_missing"] = int(v["market_missing"] or 0)
         v["jobs_completed"] = int(v["jobs_completed"] or 0)
         if v["market_missing"] == v["jobs"]:
@@ -187,6 +192,36 @@ def _bar_chart(title: str, labels: list[str], series: list[tuple[str, list[float
     return "\n".join(out)
 
 
+def _line_chart(title: str, values: list[float | None], unit: str) -> str:
+    """One series as an inline SVG polyline (gaps where a value is None)."""
+    width, height, left, bottom, top = max(360, 8 * len(values) + 80), 180, 60, 30, 30
+    plot_w, plot_h = width - left - 20, height - bottom - top
+    known = [v for v in values if v is not None]
+    vmax = max(known) if known and max(known) > 0 else 1.0
+    step = plot_w / max(1, len(values) - 1)
+    segments, current = [], []
+    for i, v in enumerate(values):
+        if v is None:
+            if current:
+                segments.append(current)
+            current = []
+            continue
+        current.append(f"{left + i * step:.1f},{top + plot_h - plot_h * v / vmax:.1f}")
+    if current:
+        segments.append(current)
+    lines = "".join(f'<polyline fill="none" stroke="{_COLORS[0]}" stroke-width="1.5" points="{" ".join(seg)}"/>'
+                    for seg in segments)
+    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+            f'aria-label="{html.escape(title)}" data-points="{len(known)}">'
+            f'<text x="{left}" y="18" font-size="13" font-weight="bold">{html.escape(title)}</text>'
+            f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}" stroke="#333"/>'
+            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#333"/>'
+            f'<text x="{left - 6}" y="{top + 4}" font-size="10" text-anchor="end">{vmax:.3g}</text>'
+            f'<text x="{left - 6}" y="{top + plot_h}" font-size="10" text-anchor="end">0</text>'
+            f'<text x="{left}" y="{height - 8}" font-size="10">frame pair 0..{max(0, len(values) - 1)} '
+            f'({html.escape(unit)})</text>{lines}</svg>')
+
+
 def write_html(report: dict, path: str | Path) -> Path:
     """A self-contained HTML report with SVG charts and the numbers as tables."""
     path = Path(path)
@@ -201,6 +236,10 @@ def write_html(report: dict, path: str | Path) -> Path:
         _bar_chart("Batch jobs and carbon shifting", ["batch jobs", "shifted"],
                    [("jobs", [float(t["batch_jobs"]), float(t["batch_shifted"])])], "jobs"),
     ]
+    temporal_charts = [
+        _line_chart(f"Temporal consistency, {label}: flicker per frame pair", v["temporal_pairs"],
+                    "mean colour difference along the engine flow, 0-1")
+        for label, v in zip(labels, report["versions"]) if v["temporal_pairs"]]
     esc = html.escape
 
     def cell(v, fmt="{:.6g}"):
@@ -209,7 +248,8 @@ def write_html(report: dict, path: str | Path) -> Path:
     rows = "\n".join(
         f"<tr><td>{esc(v['shot'])}</td><td class='num'>{v['version']}</td><td class='num'>{v['jobs']}</td>"
         + cell(v["energy_wh"]) + cell(v["co2e_g_location"]) + cell(v["co2e_g_market"]) + cell(v["embodied_co2e_g"])
-        + cell(v["water_l"]) + cell(v["animatic_s"]) + cell(v["gco2e_per_animatic_s"]) + "</tr>"
+        + cell(v["water_l"]) + cell(v["animatic_s"]) + cell(v["gco2e_per_animatic_s"])
+        + cell(v["temporal_gap1"], "{:.4f}") + cell(v["temporal_trajectory"], "{:.4f}") + "</tr>"
         for v in report["versions"])
     kpis = [
         ("jobs", t["jobs"]), ("energy_wh", t["energy_wh"]), ("facility_energy_wh", t["facility_energy_wh"]),
@@ -244,8 +284,13 @@ Energy of failed and cancelled jobs counts; seconds of animatic count completed 
 {''.join(charts)}
 <h2>Per shot version</h2>
 <table id="versions"><tr><th>shot</th><th>version</th><th>jobs</th><th>energy Wh</th><th>gCO2e LB</th>
-<th>gCO2e MB</th><th>embodied g</th><th>water L</th><th>animatic s</th><th>gCO2e/s</th></tr>
+<th>gCO2e MB</th><th>embodied g</th><th>water L</th><th>animatic s</th><th>gCO2e/s</th>
+<th>flicker (gap 1)</th><th>drift (8 frames)</th></tr>
 {rows}</table>
+<h2>Temporal consistency</h2>
+<p>Mean colour difference (0-1) between frames along the engine's own motion, occluded pixels left out
+(docs/temporal.md): 0 follows the motion exactly; independent noise scores about 0.3.</p>
+{''.join(temporal_charts) or '<p>No completed job with a temporal score.</p>'}
 <h2>Meters</h2><ul>{meters}</ul>
 <p>Methodology: docs/energy.md.</p>
 </body></html>

@@ -249,6 +249,32 @@ class SchedulingFacts:
 
 
 @dataclass(frozen=True)
+class TemporalConsistency:
+    """Flicker of the output against the engine's motion (docs/temporal.md):
+    mean |RGB difference| (0..1) along the engine flow, occluded pixels left out."""
+
+    computed: bool = False
+    reason: str = ""               # why not computed
+    method: str = ""
+    gap1: float | None = None      # consecutive frames
+    trajectory: float | None = None   # along ``window``-frame trajectories
+    window: int = 0
+    valid_fraction: float | None = None
+    pairs: tuple[float | None, ...] = ()   # gap-1 error of pair (i, i+1), by i
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["pairs"] = list(self.pairs)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> TemporalConsistency:
+        d = dict(data or {})
+        d["pairs"] = tuple(d.get("pairs") or ())
+        return from_mapping(cls, d, "report temporal")
+
+
+@dataclass(frozen=True)
 class SciFigure:
     sci: float | None = None
     sci_unit: str = ""
@@ -298,6 +324,9 @@ class JobReport:
     sci_alternatives: dict[str, SciFigure] = field(default_factory=dict)
     attribution: str = ""
     scheduling: SchedulingFacts = SchedulingFacts()
+    temporal: TemporalConsistency = TemporalConsistency()
+    recipe: dict = field(default_factory=dict)   # what made the frames (docs/governance.md)
+    recipe_hash: str = ""
     attempts: tuple[Attempt, ...] = ()
     per_frame: tuple[FrameRecord, ...] = ()
     finished: float = 0.0               # unix seconds
@@ -314,10 +343,12 @@ class JobReport:
         d["fps"] = list(self.fps)
         d["energy"] = dataclasses.asdict(self.energy)
         d["scheduling"] = dataclasses.asdict(self.scheduling)
+        d["temporal"] = self.temporal.to_dict()
         d["sci_alternatives"] = {k: dataclasses.asdict(v) for k, v in self.sci_alternatives.items()}
         d["attempts"] = [a.to_dict() for a in self.attempts]
         d["per_frame"] = [f.to_dict() for f in self.per_frame]
         d["generation"] = dict(self.generation)
+        d["recipe"] = dict(self.recipe)
         return d
 
     @classmethod
@@ -330,6 +361,7 @@ class JobReport:
         d["fps"] = (int(fps[0]), int(fps[1]))
         d["energy"] = from_mapping(EnergyTotal, d.get("energy"), "report energy")
         d["scheduling"] = from_mapping(SchedulingFacts, d.get("scheduling"), "report scheduling")
+        d["temporal"] = TemporalConsistency.from_dict(d.get("temporal"))
         d["sci_alternatives"] = {k: from_mapping(SciFigure, v, "report sci") for k, v in
                                  (d.get("sci_alternatives") or {}).items()}
         attempts = d.get("attempts")     # schema 1 stored a count here

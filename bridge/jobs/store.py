@@ -5,6 +5,11 @@ disk (written to ``incoming/``, then renamed into ``jobs/<id>/``); a frame row
 exists only once its image file is complete. ``recover()`` runs at start-up:
 it deletes half-written uploads and re-queues jobs that were running when the
 bridge died, so nothing is silently lost.
+
+Encryption at rest (docs/governance.md): with a ``keyring`` (set by the
+bridge), a project that encrypts has its shot and frame files sealed on
+write; every reader goes through ``read_shot_bytes`` / ``read_frame``, which
+open them (files stored in the clear read as they are).
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LimitExceededError, NotFoundError, PreconditionError
 from ..shot.request import GenerationSettings, SchedulingSettings
@@ -36,7 +43,11 @@ from .model import (
     check_transition,
 )
 
+if TYPE_CHECKING:
+    from ..governance.encryption import Keyring
+
 log = logging.getLogger(__name__)
+SHOT_FILE = "shot.pb"
 
 # Ordered migrations (PRAGMA user_version). A data folder written by any
 # earlier greenlight opens: version 0 is every unversioned 0.1 layout (with or
@@ -173,6 +184,11 @@ class JobStore:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.incoming_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # set by the bridge: per-project encryption at rest (None: files in the clear)
+        self.keyring: Keyring | None = None
+        # set by the bridge: completes a report before it is saved (the recipe); never raises
+        self.report_hook: Callable[[str, JobReport], JobReport] | None = None
+        self._projects: dict[str, str] = {}     # job id -> project (a job never changes project)
         self._db = sqlite3.connect(self.root / "bridge.sqlite3", check_same_thread=False,
                                    isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
@@ -193,7 +209,8 @@ class JobStore:
         return self.jobs_dir / job_id
 
     def shot_path(self, job_id: str) -> Path:
-        return self.job_dir(job_id) / "shot.pb"
+        """Where the uploaded shot lies (sealed when its project encrypts: read it with ``read_shot_bytes``)."""
+        return self.job_dir(job_id) / SHOT_FILE
 
     def frame_path(self, job_id: str, index: int) -> Path:
         return self.job_dir(job_id) / "frames" / f"frame_{index:05d}.png"
@@ -227,6 +244,7 @@ class JobStore:
                             raise LimitExceededError(f"max_active_jobs_per_project (project {project!r})",
                                                      active + 1, max_active)
                     job_id = uuid.uuid4().hex[:20]
+                    self._seal_file(upload_dir / SHOT_FILE, project, job_id)
                     now = time.time()
                     self._db.execute(
                         "INSERT INTO jobs (job_id, project, shot, version, request_id, shot_sha256, backend, state,"
@@ -264,6 +282,7 @@ class JobStore:
                 self._db.execute("BEGIN")
                 for table in ("frames", "attempts", "reports", "jobs"):
                     self._db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
+            self._projects.pop(job_id, None)
             folder = self.job_dir(job_id)
             freed = folder_bytes(folder)
             shutil.rmtree(folder, ignore_errors=True)
@@ -329,6 +348,7 @@ class JobStore:
                                 (job_id, record.index)).fetchone():
                 return False
         path.parent.mkdir(exist_ok=True)
+        data = self._seal(job_id, path.name, data)
         tmp = path.with_suffix(".partial")
         try:
             tmp.write_bytes(data)
@@ -351,7 +371,10 @@ class JobStore:
             self._db.execute("UPDATE jobs SET updated = ? WHERE job_id = ?", (time.time(), job_id))
         return True
 
-    def save_report(self, job_id: str, report: JobReport) -> None:
+    def save_report(self, job_id: str, report: JobReport) -> JobReport:
+        """Store the job's report, completed by ``report_hook`` (its recipe); returns it as saved."""
+        if self.report_hook is not None:
+            report = self.report_hook(job_id, report)
         text = json.dumps(report.to_dict(), indent=1, allow_nan=False)
         tmp = self.job_dir(job_id) / "report.json.partial"
         try:
@@ -362,6 +385,7 @@ class JobStore:
             raise
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO reports (job_id, json) VALUES (?, ?)", (job_id, text))
+        return report
 
     # ----------------------------------------------------------- reads
     def get(self, job_id: str) -> JobRecord:
@@ -441,7 +465,84 @@ class JobStore:
         return [_frame(r) for r in rows]
 
     def frame_file(self, job_id: str, record: FrameRecord) -> Path:
+        """Where a frame lies (sealed when its project encrypts: read it with ``read_frame``)."""
         return self.job_dir(job_id) / "frames" / record.path
+
+    def read_frame(self, job_id: str, record: FrameRecord) -> bytes:
+        """A stored frame's PNG bytes, opened when sealed: every reader of frame files comes here."""
+        data = self.frame_file(job_id, record).read_bytes()
+        return self._open(job_id, record.path, data, f"frame {record.index}")
+
+    def read_shot_bytes(self, job_id: str) -> bytes:
+        """The uploaded shot's serialized bytes, opened when sealed: every reader of shot.pb comes here."""
+        return self._open(job_id, SHOT_FILE, self.shot_path(job_id).read_bytes(), "uploaded shot")
+
+    # ----------------------------------------------------------- encryption at rest
+    def _project_of(self, job_id: str) -> str:
+        project = self._projects.get(job_id)
+        if project is None:
+            project = self.get(job_id).project
+            if len(self._projects) > 100_000:
+                self._projects.clear()
+            self._projects[job_id] = project
+        return project
+
+    def _seal(self, job_id: str, name: str, data: bytes) -> bytes:
+        if self.keyring is None:
+            return data
+        return self.keyring.seal(self._project_of(job_id), job_id, name, data)
+
+    def _open(self, job_id: str, name: str, data: bytes, what: str) -> bytes:
+        from ..governance.encryption import is_sealed
+
+        if not is_sealed(data):
+            return data
+        if self.keyring is None:
+            raise PreconditionError(f"job {job_id}: its {what} is encrypted and this bridge has no keys "
+                                    "configured (key_file or GREENLIGHT_KEYS)")
+        return self.keyring.open(self._project_of(job_id), job_id, name, data, what)
+
+    def _seal_file(self, path: Path, project: str, job_id: str) -> None:
+        """Seal an upload's shot in place before it becomes a job's (its project encrypts)."""
+        if self.keyring is None or not self.keyring.encrypts(project) or not path.is_file():
+            return
+        sealed = self.keyring.seal(project, job_id, path.name, path.read_bytes())
+        _replace_bytes(path, sealed)
+
+    def reseal_project(self, project: str) -> tuple[int, int]:
+        """Re-encrypt every shot and frame file of ``project`` with its current
+        key (``greenlight keys rotate``; files stored in the clear get sealed).
+        Returns (files, bytes). For a stopped bridge's folder."""
+        if self.keyring is None:
+            raise PreconditionError("no keys configured: nothing to re-encrypt with")
+        with self._lock:
+            rows = self._db.execute("SELECT job_id FROM jobs WHERE project = ?", (project,)).fetchall()
+        from ..governance.encryption import seal
+
+        files = total = 0
+        for (job_id,) in rows:
+            paths = [self.shot_path(job_id)]
+            paths += [self.frame_file(job_id, f) for f in self.frames(job_id)]
+            for path in paths:
+                if not path.is_file():
+                    continue
+                plain = self._open(job_id, path.name, path.read_bytes(), path.name)
+                key = self.keyring.current(project)
+                _replace_bytes(path, seal(key, plain, project, job_id, path.name))
+                files += 1
+                total += len(plain)
+        return files, total
+
+    def job_count(self, project: str) -> int:
+        """Jobs of ``project`` in the store, in any state."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE project = ?", (project,)).fetchone()[0]
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock: no job is created meanwhile (a key shredded for an empty project)."""
+        with self._lock:
+            yield
 
     def attempts(self, job_id: str) -> list[Attempt]:
         with self._lock:
@@ -478,6 +579,16 @@ class JobStore:
                             f"re-queued after a bridge restart interrupted attempt {job.attempts}")
         pending = self.list(states={JobState.QUEUED, JobState.SCHEDULED}, limit=1_000_000)
         return sorted(pending, key=lambda j: j.created)
+
+
+def _replace_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def folder_bytes(folder: Path) -> int:

@@ -18,8 +18,11 @@ watchers are told; the worker goes on with the next job.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import logging
+import os
+import queue
 import sqlite3
 import threading
 import time
@@ -40,7 +43,16 @@ from ..energy.signals import CarbonSignal, IntensityPoint, SignalError, describe
 from ..errors import GreenlightError
 from ..jobs.channels import ChannelRegistry, ProgressInfo
 from ..jobs.images import encode_png
-from ..jobs.model import Attempt, AttemptOutcome, FrameRecord, JobReport, JobState, SchedulingFacts, Tags
+from ..jobs.model import (
+    Attempt,
+    AttemptOutcome,
+    FrameRecord,
+    JobReport,
+    JobState,
+    SchedulingFacts,
+    Tags,
+    TemporalConsistency,
+)
 from ..jobs.store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -49,6 +61,9 @@ SIGNAL_RETRY_S = 60.0       # after a carbon-signal outage, frames use the stati
 TIME_SLICE_S = 30.0         # a resumable job runs at least this long before it yields to another project's job
 END_RETRIES = (0.05, 0.2, 1.0)   # waits before retrying a job's final state write (a busy or failing database)
 INTERACTIVE, BATCH = 0, 1   # FairQueue priorities
+WRITER_DEPTH = 4            # frames waiting to be encoded and stored before the backend waits (bounded memory)
+WRITER_NICE = 5             # the frame writer's thread runs this much nicer than torch's (Linux: per thread)
+WRITER_CLOSE_S = 60.0       # how long the end of an attempt waits for its last frames to be stored
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -146,6 +161,47 @@ class FairQueue:
             return sum(len(line) for line in self._lines.values())
 
 
+class FrameWriter:
+    """Encodes and stores one attempt's frames on a thread of its own, in
+    the order they came, so the backend's (torch's) thread goes on with
+    the next frame at once (benchmarks/bridge_overhead.py measures it).
+    The thread runs a little nicer than torch's, so during denoising it
+    takes the CPU torch leaves idle. The first failure (a full disk, the
+    database) is kept: the next ``put`` raises it, and so does ``close``."""
+
+    def __init__(self, name: str, depth: int = WRITER_DEPTH):
+        self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, job: Callable[[], object]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(job)
+
+    def _loop(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)   # this thread only (Linux)
+        except (AttributeError, OSError):
+            pass
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as exc:   # kept for the backend's thread: it raises it
+                    self._error = exc
+
+    def close(self, timeout: float = WRITER_CLOSE_S) -> None:
+        """Wait for every queued frame to be stored; raise the first failure."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"frames were still being stored after {timeout:.0f} s")
+        if self._error is not None:
+            raise self._error
+
+
 @dataclass
 class _Attempt:
     """The JobContext a backend reports to during one run, and the record
@@ -162,6 +218,7 @@ class _Attempt:
     started: float = field(default_factory=time.monotonic)
     frame_window: Window | None = None   # laps once per frame: consecutive windows tile the attempt
     produced_indices: set[int] = field(default_factory=set)
+    writer: FrameWriter | None = None    # started by the first frame() (local frames only)
     record: Attempt = field(init=False)
     attribution: RunningAttribution = field(init=False)
     last_checkpoint: float = field(init=False)
@@ -214,10 +271,23 @@ class _Attempt:
         self.executor.channels.notify(self.job_id, preview=(index, step, png))
 
     def frame(self, index: int, rgb: np.ndarray, work: float = 1.0) -> None:
+        """Charged and priced now, on the backend's thread (its energy is fixed
+        here); encoded and stored by the attempt's FrameWriter."""
         self.check_index(index)
         self.meter_lap()     # one meter read; sub-100 ms NVML windows are power x time
-        self.record_frame(index, work, lambda meta: encode_png(rgb, meta))
+        charged = self.charge_frame(index, work)
+        if charged is not None:
+            if self.writer is None:
+                self.writer = FrameWriter(f"greenlight-frames-{self.job_id[:8]}")
+            rec, meta, checkpoint = charged
+            self.writer.put(lambda: self.store_frame(rec, encode_png(rgb, meta), checkpoint))
         self.executor.consider_yield(self)
+
+    def flush_frames(self) -> None:
+        """Every frame handed to the writer is stored (or its failure raised)."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.close()
 
     def check_index(self, index: int) -> None:
         if not 0 <= index < self.job.frame_count:
@@ -226,8 +296,22 @@ class _Attempt:
     def record_frame(self, index: int, work: float, encode) -> bool:
         """Charge, price and store a frame; ``encode(meta) -> bytes`` makes
         the file with the fixed figures in its metadata."""
+        charged = self.charge_frame(index, work)
+        if charged is None:
+            return False
+        rec, meta, checkpoint = charged
+        return self.store_frame(rec, encode(meta), checkpoint)
+
+    def store_frame(self, rec: FrameRecord, data: bytes, checkpoint: Attempt) -> bool:
+        stored = self.executor.store.add_frame(self.job_id, rec, data, checkpoint)
+        self.executor.channels.notify(self.job_id)
+        return stored
+
+    def charge_frame(self, index: int, work: float) -> tuple[FrameRecord, dict[str, object], Attempt] | None:
+        """Charge and price a frame: (its record, its file's metadata, the attempt's checkpoint after it);
+        None when it is stored already (charged nothing twice)."""
         if index in self.frames_done or index in self.produced_indices:
-            return False     # already stored: charge nothing twice
+            return None
         wh = self.attribution.charge(work)
         now = self.executor.now()
         location, market, used = price(self.site, wh, self.executor.intensity_at(self.site, now))
@@ -235,7 +319,7 @@ class _Attempt:
                           measured=self.record.measured, energy_wh=wh, work=float(work), site=self.site.name,
                           pue=self.site.pue, intensity_g_per_kwh=used.g_per_kwh, intensity_source=used.source,
                           intensity_kind=used.kind, co2e_g_location=location, co2e_g_market=market, created=now)
-        meta = {"job_id": self.job_id, "frame": index, "energy_wh": f"{wh:.9g}",
+        meta: dict[str, object] = {"job_id": self.job_id, "frame": index, "energy_wh": f"{wh:.9g}",
                 "energy_method": "measured" if rec.measured else "estimated", "meter": rec.meter,
                 "site": rec.site, "intensity_g_per_kwh": f"{used.g_per_kwh:.9g}", "intensity_source": used.source,
                 "intensity_kind": used.kind, "co2e_g_location": f"{location:.9g}"}
@@ -244,9 +328,7 @@ class _Attempt:
         self.record = replace(self.record, frames=self.record.frames + 1,
                               frames_energy_wh=self.record.frames_energy_wh + wh)
         self.produced_indices.add(index)
-        stored = self.executor.store.add_frame(self.job_id, rec, encode(meta), self.checkpoint())
-        self.executor.channels.notify(self.job_id)
-        return stored
+        return rec, meta, self.checkpoint()
 
     @property
     def produced(self) -> int:
@@ -288,6 +370,8 @@ class LocalExecutor:
         self._cancel_reasons: dict[str, str] = {}   # job id -> the reason a cancel gave (its state_reason)
         # a resumable job yields to another project's waiting interactive job after this long (None: never)
         self.time_slice_s: float | None = TIME_SLICE_S
+        # called with the job id once a job has ended (the scheduler re-plans held jobs: a device is free)
+        self.on_job_end: Callable[[str], None] | None = None
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"greenlight-{d}", daemon=True) for d in devices]
         self._stopping = threading.Event()
@@ -463,7 +547,7 @@ class LocalExecutor:
             attempt.frame_window = Window(self.meter).open()
             backend = self.backends[job.backend]
             msg = shot_pb2.Shot()
-            msg.ParseFromString(self.store.shot_path(job_id).read_bytes())
+            msg.ParseFromString(self.store.read_shot_bytes(job_id))
             shot = shot_from_pb(msg)
             backend.run(shot, job.generation, attempt)
         except Exception as exc:  # a job failure must never escape as a crash
@@ -484,6 +568,11 @@ class LocalExecutor:
         frame is stored. A bridge shutting down leaves the job running (the
         next start re-queues it) and the attempt interrupted."""
         job = attempt.job
+        try:
+            attempt.flush_frames()     # the frames the backend handed over are stored before anything is counted
+        except Exception as exc:
+            log.exception("job %s: storing its frames failed", job.job_id)
+            error = error or describe_failure(exc)
         user_cancel = attempt.cancel_event.is_set()     # set by a cancel, or by stop() for every running job
         stopped = self._stopping.is_set() and user_cancel
         yielded = attempt.yield_event.is_set() and not user_cancel
@@ -540,7 +629,7 @@ class LocalExecutor:
         makes it FAILED, and the final state write is retried."""
         try:
             report = self.report_for(self.store.get(job_id), state)
-            self.store.save_report(job_id, report)
+            report = self.store.save_report(job_id, report)   # as saved: with its recipe
         except Exception as exc:
             log.exception("job %s: report could not be saved", job_id)
             report = None
@@ -572,6 +661,11 @@ class LocalExecutor:
             with self._lock:
                 self._cancel_reasons.pop(job_id, None)
         log.info("job %s: %s %s", job_id, state.value, reason)
+        if self.on_job_end is not None:
+            try:
+                self.on_job_end(job_id)
+            except Exception:   # a scheduling hint, never a reason to lose the job's end
+                log.exception("job %s: end-of-job hook failed", job_id)
 
     def report_for(self, job: JobRecord, state: JobState) -> JobReport:
         """The job's report from its stored frames and attempts (see
@@ -590,6 +684,27 @@ class LocalExecutor:
                                 run_now_co2e_g=d.run_now_co2e_g if d else None,
                                 expected_co2e_g=d.expected_co2e_g if d else None, site=d.site if d else "",
                                 saved_g_vs_submit=saved, saved_basis=basis)
-        return build_report(job_id=job.job_id, tags=Tags(job.project, job.shot, job.version), backend=job.backend,
-                            generation=job.generation.to_dict(), state=state, fps=job.fps, frames=frames,
-                            attempts=attempts, site=self.site_for(job), scheduling=facts, finished=self.now())
+        report = build_report(job_id=job.job_id, tags=Tags(job.project, job.shot, job.version), backend=job.backend,
+                              generation=job.generation.to_dict(), state=state, fps=job.fps, frames=frames,
+                              attempts=attempts, site=self.site_for(job), scheduling=facts, finished=self.now())
+        return dataclasses.replace(report, temporal=self.temporal_for(job, state, frames))
+
+    def temporal_for(self, job: JobRecord, state: JobState, frames) -> TemporalConsistency:
+        """The job's temporal-consistency score (docs/temporal.md): its stored
+        frames against the engine's motion and depth in its stored shot."""
+        from ..temporal.report import consistency, not_computed
+
+        if state is not JobState.COMPLETED:
+            return not_computed(f"the job is {state.value}")
+        try:
+            from ..proto.greenlight.v1 import shot_pb2
+            from ..shot.wire import shot_from_pb
+
+            msg = shot_pb2.Shot()
+            msg.ParseFromString(self.store.read_shot_bytes(job.job_id))
+            shot = shot_from_pb(msg)
+        except Exception as exc:   # the score is a report figure, never a reason to fail the job
+            log.warning("job %s: temporal score not computed: %s", job.job_id, describe_failure(exc))
+            return not_computed("the stored shot could not be read back")
+        by_index = {f.index: f for f in frames}
+        return consistency(shot, lambda i: self.store.read_frame(job.job_id, by_index[i]), sorted(by_index))

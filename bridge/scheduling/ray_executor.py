@@ -309,7 +309,7 @@ class RayExecutor(LocalExecutor):
             factory = self.backend_factories.get(job.backend)
             if backend is None and factory is None:
                 raise GreenlightError(f"backend {job.backend!r} is not configured on this bridge")
-            shot_bytes = self.store.shot_path(job_id).read_bytes()
+            shot_bytes = self.store.read_shot_bytes(job_id)
             assert self._remote is not None, "RayExecutor.start() was not called"
             attempt.ref = self._remote.options(**self.task_options(site_name)).remote(
                 None if factory is not None else backend, job.backend, factory, shot_bytes, job.generation,

@@ -59,6 +59,7 @@ class CarbonScheduler:
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="greenlight-scheduler", daemon=True)
         self._last_replan = self.clock()
+        self._replan_now = False
 
     # ------------------------------------------------------------ estimates
     def estimate(self, backend: str, work: float) -> tuple[timedelta, float | None, str]:
@@ -164,6 +165,15 @@ class CarbonScheduler:
             self.release(job_id)
         return held
 
+    def job_ended(self, job_id: str = "") -> None:
+        """A device came free: re-plan the held jobs now rather than at the
+        next ``replan_every_s`` (a job planned behind a busy device would
+        otherwise wait for a slot that has already opened)."""
+        with self._cond:
+            if self._held:
+                self._replan_now = True
+                self._cond.notify_all()
+
     def poke(self) -> None:
         """Look at the clock again now (after a clock change or a config reload)."""
         with self._cond:
@@ -206,7 +216,9 @@ class CarbonScheduler:
             for j in due:
                 log.info("job %s: planned window opens: released", j)
                 self.release(j)
-            if (now - self._last_replan).total_seconds() >= self.replan_every_s:
+            with self._cond:
+                replan_now, self._replan_now = self._replan_now, False
+            if replan_now or (now - self._last_replan).total_seconds() >= self.replan_every_s:
                 self._last_replan = now
                 self._replan_held()
             with self._cond:

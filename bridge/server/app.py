@@ -41,6 +41,7 @@ from .auth import check_exposure, server_credentials
 from .config import BridgeConfig, build_signal
 from .lock import DataLock, acquire_data_lock
 from .manager import JobManager
+from .retention import RetentionSweeper
 from .service import BridgeServicer
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,10 @@ class RunningBridge:
 
     def __init__(self, server: grpc.aio.Server, port: int, config: BridgeConfig, manager: JobManager,
                  health: HealthServicer, servicer: BridgeServicer, loop: _LoopThread,
-                 pool: futures.ThreadPoolExecutor, lock: DataLock, metrics=None):
+                 pool: futures.ThreadPoolExecutor, lock: DataLock, metrics=None,
+                 retention: RetentionSweeper | None = None):
         self.server = server
+        self.retention = retention
         self.port = port
         self.config = config
         self.manager = manager
@@ -120,6 +123,8 @@ class RunningBridge:
             finally:
                 try:
                     self._pool.shutdown(wait=True)   # blocking work of the calls just ended
+                    if self.retention is not None:
+                        self.retention.stop()
                     self.manager.stop()
                     self.manager.store.close()
                     if self.manager.executor.ledger is not None:
@@ -212,9 +217,11 @@ def create_server(config: BridgeConfig, backends: dict[str, Backend] | None = No
             executor = LocalExecutor(store, channels, backends, meter, config.site, ledger=ledger, signal=signal,
                                      clock=clock)
         executor.meter_reason = meter_reason
+        executor.time_slice_s = config.time_slice_s
         scheduler = CarbonScheduler(store, executor.enqueue, config.sites, signal,
                                     replan_every_s=config.replan_every_s,
                                     **({"clock": clock} if clock is not None else {}))
+        executor.on_job_end = scheduler.job_ended   # a free device: held batch jobs are re-planned now
         audit = AuditLog.for_data_dir(config.data_dir) if config.audit_log else None
         if audit is not None:
             undo.callback(audit.close)
@@ -237,10 +244,15 @@ def create_server(config: BridgeConfig, backends: dict[str, Backend] | None = No
         undo.callback(lambda: loop.call(server.stop(0), timeout=10))
         undo.callback(manager.stop)
         manager.start()
+        retention = None
+        if config.retention_days:   # ended jobs past their project's retention are deleted (and audited)
+            retention = RetentionSweeper(manager, every_s=config.retention_sweep_s)
+            retention.start()
+            undo.callback(retention.stop)
         loop.call(_set_health(health, health_pb2.HealthCheckResponse.SERVING), timeout=10)
         config = replace(config, port=port)
         lock.set_address(config.address)
         undo.pop_all()
     log.info("bridge serving on %s (data in %s)", config.address, config.data_dir)
-    return RunningBridge(server, port, config, manager, health, servicer, loop, pool, lock, metrics)
+    return RunningBridge(server, port, config, manager, health, servicer, loop, pool, lock, metrics, retention)
 

@@ -43,6 +43,17 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ProjectSettings:
+    """Per-project governance (docs/governance.md), from a ``[projects.<name>]``
+    table; ``[projects."*"]`` is the default for every other project."""
+
+    # refuse jobs whose model profile has a component not cleared for commercial use
+    commercial: bool = True
+    # uploaded shots and generated frames encrypted on disk with the project's key
+    encrypt: bool = False
+
+
+@dataclass(frozen=True)
 class BridgeConfig:
     data_dir: Path
     host: str = "127.0.0.1"
@@ -62,6 +73,15 @@ class BridgeConfig:
     audit_log: bool = True             # append-only JSON lines in data_dir/audit.jsonl
     # project -> days ended jobs are kept ("*" = every other project); absent = kept until deleted
     retention_days: dict[str, float] = field(default_factory=dict)
+    retention_sweep_s: float = 3600.0  # how often the bridge applies retention_days
+    # a resumable job yields between frames, after this many seconds, to another
+    # project's waiting interactive job (None = never)
+    time_slice_s: float | None = 30.0
+    # project -> its governance settings ("*" = every other project); absent = ProjectSettings()
+    projects: dict[str, ProjectSettings] = field(default_factory=dict)
+    # encryption keys (a private file outside the data folder, mode 0600; see
+    # bridge/governance/encryption.py); GREENLIGHT_KEYS adds keys from the environment
+    key_file: Path | None = None
     metrics_port: int | None = None    # Prometheus text endpoint; None = off, 0 = any free port
     metrics_host: str = "127.0.0.1"
     site: Site = field(default_factory=Site)
@@ -86,6 +106,10 @@ class BridgeConfig:
     # More sites to plan batch jobs across, as (site, devices there); needs the
     # ray executor, where each site is a Ray custom resource "site:<name>".
     remote_sites: tuple[tuple[Site, int], ...] = ()
+
+    def project(self, name: str) -> ProjectSettings:
+        """A project's governance settings: its own table, else ``"*"``'s, else the defaults."""
+        return self.projects.get(name) or self.projects.get("*") or ProjectSettings()
 
     @property
     def sites(self) -> list[tuple[Site, int]]:
@@ -119,6 +143,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InvalidArgumentError(f"config {path}: {exc}") from exc
     limits = _build(Limits, data.pop("limits", {}), "limits")
+    projects = _projects(data.pop("projects", {}))
     sites_file = data.pop("sites_file", None)
     site_table = dict(data.pop("site", {}))
     if "devices" in site_table:
@@ -142,7 +167,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     if unknown:
         raise InvalidArgumentError(f"config {path}: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
     data.setdefault("data_dir", overrides.pop("data_dir", Path("greenlight-data")))
-    config = BridgeConfig(**{**data, "data_dir": Path(data["data_dir"])}, limits=limits, site=site)
+    config = BridgeConfig(**{**data, "data_dir": Path(data["data_dir"])}, limits=limits, site=site, projects=projects)
     config = replace(config, extra_backends=tuple(config.extra_backends),
                      carbon_signals=tuple(config.carbon_signals))
     config = replace(config, meter_gpus=tuple(int(i) for i in config.meter_gpus))
@@ -158,7 +183,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
                                    "(the local executor runs on this machine only)")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     config = replace(config, **overrides)
-    for key in ("tls_cert", "tls_key", "tls_client_ca", "tokens_file"):
+    for key in ("tls_cert", "tls_key", "tls_client_ca", "tokens_file", "key_file"):
         if getattr(config, key) is not None:
             config = replace(config, **{key: Path(getattr(config, key))})
     for key in ("insecure_no_auth", "reflection", "audit_log"):
@@ -176,6 +201,25 @@ def _tokens(config: BridgeConfig, environ: Mapping[str, str]) -> dict[str, str]:
                                    field="tokens")
     from_file = load_tokens_file(config.tokens_file) if config.tokens_file is not None else {}
     return merge_tokens(given, from_file, tokens_from_env(environ.get(TOKENS_ENV, "")))
+
+
+def _projects(tables) -> dict[str, ProjectSettings]:
+    """``[projects.<name>]`` tables: ``commercial`` and ``encrypt``, each true or false."""
+    if not isinstance(tables, dict):
+        raise InvalidArgumentError("config [projects]: give one table per project, e.g. [projects.alpha]",
+                                   field="projects")
+    out = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise InvalidArgumentError(f"config [projects.{name}]: must be a table (commercial, encrypt)",
+                                       field=f"projects.{name}")
+        built = _build(ProjectSettings, dict(table), f"projects.{name}")
+        for f in fields(ProjectSettings):
+            if not isinstance(getattr(built, f.name), bool):
+                raise InvalidArgumentError(f"config [projects.{name}] {f.name}: must be true or false",
+                                           field=f"projects.{name}.{f.name}")
+        out[str(name)] = built
+    return out
 
 
 def _build(cls, values: dict, section: str):
@@ -262,3 +306,15 @@ def _provider(spec: str):
     raise InvalidArgumentError(f"carbon_signals: unknown provider {spec!r}; use static, csv:PATH[#COLUMN], "
                                "history:SPEC, uk, "
                                "electricitymaps, watttime or carbon-aware-sdk:URL")
+
+
+def keyring_for(config: BridgeConfig, environ: Mapping[str, str] | None = None):
+    """The bridge's keyring (encryption at rest, docs/governance.md), or None
+    when no project encrypts and no keys are configured."""
+    from ..governance.encryption import KEYS_ENV, Keyring
+
+    env = os.environ if environ is None else environ
+    if config.key_file is None and not env.get(KEYS_ENV) and not any(p.encrypt for p in config.projects.values()):
+        return None
+    return Keyring(encrypts=lambda project: config.project(project).encrypt, key_file=config.key_file,
+                   environ=env, data_dir=config.data_dir)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from ..jobs.model import EnergyTotal, FrameRecord, JobReport, JobState
+from ..jobs.model import Decision, EnergyTotal, FrameRecord, JobReport, JobState
 from ..jobs.store import JobRecord
 from ..proto.greenlight.v1 import bridge_pb2
 
@@ -33,14 +33,18 @@ def job_status(job: JobRecord) -> bridge_pb2.JobStatus:
     msg.tags.project, msg.tags.shot, msg.tags.version = job.project, job.shot, job.version
     _ts(msg.created, job.created)
     _ts(msg.updated, job.updated)
-    d = job.decision
-    if d is not None:
-        msg.scheduling.site = d.site
-        msg.scheduling.planned_start.FromDatetime(d.planned_start)
-        msg.scheduling.expected_co2e_g = d.expected_co2e_g or 0.0
-        msg.scheduling.run_now_co2e_g = d.run_now_co2e_g or 0.0
-        msg.scheduling.reason = d.reason
+    if job.decision is not None:
+        decision_pb(msg.scheduling, job.decision)
     return msg
+
+
+def decision_pb(out: bridge_pb2.SchedulingDecision, d: Decision) -> None:
+    """A scheduling decision (JobStatus.scheduling, JobEstimate.scheduling)."""
+    out.site = d.site
+    out.planned_start.FromDatetime(d.planned_start)
+    out.expected_co2e_g = d.expected_co2e_g or 0.0
+    out.run_now_co2e_g = d.run_now_co2e_g or 0.0
+    out.reason = d.reason
 
 
 def _energy(out: bridge_pb2.Energy, energy_wh: float, measured: bool, meter: str, co2e_g_location: float,
@@ -70,7 +74,12 @@ def job_report(report: JobReport) -> bridge_pb2.JobReport:
         intensity_g_per_kwh=report.intensity_g_per_kwh, intensity_source=report.intensity_source,
         embodied_co2e_g=report.embodied_co2e_g, sci=report.sci or 0.0, sci_unit=report.sci_unit,
         functional_units=report.functional_units, json=json.dumps(report.to_dict(), allow_nan=False),
+        recipe_hash=report.recipe_hash,
     )
+    t = report.temporal
+    msg.temporal.computed, msg.temporal.reason, msg.temporal.method = t.computed, t.reason, t.method
+    msg.temporal.gap1, msg.temporal.trajectory = t.gap1 or 0.0, t.trajectory or 0.0
+    msg.temporal.window, msg.temporal.valid_fraction = t.window, t.valid_fraction or 0.0
     msg.tags.project, msg.tags.shot, msg.tags.version = report.tags.project, report.tags.shot, report.tags.version
     msg.fps.numerator, msg.fps.denominator = report.fps
     energy_total_pb(msg.energy, report.energy)

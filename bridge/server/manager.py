@@ -2,6 +2,10 @@
 
 The servicer translates protobuf and status codes; everything decided about
 jobs is decided here, so the rules hold whatever the transport.
+
+Governance (docs/governance.md) is applied here too: the licence gate at
+``check_header`` and ``submit``, the store's keyring (encryption at rest) and
+the recipe every saved report carries.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..backends.base import Backend
+from ..backends.profiles import load_profile
 from ..errors import (
     GreenlightError,
     InvalidArgumentError,
@@ -21,16 +26,20 @@ from ..errors import (
     NotFoundError,
     PreconditionError,
 )
+from ..governance.licenses import check_commercial
+from ..governance.recipe import HashCache, recipe_for, recipe_hash
 from ..jobs.channels import ChannelRegistry
 from ..jobs.model import Decision, JobReport, JobState
 from ..jobs.store import JobRecord, JobStore
+from ..proto.greenlight.v1 import shot_pb2
 from ..scheduling.executor import LocalExecutor
 from ..scheduling.scheduler import CarbonScheduler
-from ..shot.model import Shot
+from ..shot.model import Shot, ShotOutline
 from ..shot.request import GenerationSettings, SchedulingSettings, validate_generation, validate_scheduling
 from ..shot.validation import validate_shot
+from ..shot.wire import shot_from_pb
 from .auth import Principal
-from .config import BridgeConfig
+from .config import BridgeConfig, keyring_for
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,48 @@ class JobManager:
         self.scheduler = scheduler
         # free bytes on the data folder's disk (a test gives its own probe)
         self.disk_free: Callable[[Path], int] = disk_free_bytes
+        self._weights = HashCache.for_data_dir(store.root)
+        if store.keyring is None:
+            store.keyring = keyring_for(config)
+        if store.keyring is not None and audit is not None:
+            store.keyring.audit = self._audit_key
+        store.report_hook = self._complete_report
+
+    # ----------------------------------------------------------- governance
+    def _audit_key(self, event: str, project: str, job_id: str, **detail) -> None:
+        if self.audit is not None:
+            self.audit.record(event, Principal(project, "bridge"), job_id, "ok", **detail)
+
+    def check_governance(self, project: str, generation: GenerationSettings) -> None:
+        """The project's licence gate and its encryption key, before any work."""
+        settings = self.config.project(project)
+        backend = self.backends.get(generation.backend)
+        name = generation.model_profile or getattr(backend, "default_profile", "")
+        if name:
+            check_commercial(load_profile(name), project, settings.commercial)
+        if self.store.keyring is not None:
+            self.store.keyring.check_ready(project)
+        elif settings.encrypt:
+            raise PreconditionError(f"project {project!r} is set to encrypt at rest, but this bridge has no keys "
+                                    "configured; its operator sets key_file or GREENLIGHT_KEYS")
+
+    def _complete_report(self, job_id: str, report: JobReport) -> JobReport:
+        """The report with its recipe (what made the frames); a recipe that
+        cannot be made is logged and left out, never a reason to fail the job."""
+        if report.recipe:
+            return report if report.recipe_hash else replace(report, recipe_hash=recipe_hash(report.recipe))
+        try:
+            job = self.store.get(job_id)
+            backend = self.backends.get(job.backend)
+            if backend is None:
+                return report
+            msg = shot_pb2.Shot()
+            msg.ParseFromString(self.store.read_shot_bytes(job_id))
+            recipe = recipe_for(backend, job.generation, shot_from_pb(msg), job.shot_sha256, self._weights)
+        except Exception:
+            log.exception("job %s: its recipe could not be made; the report goes without it", job_id)
+            return report
+        return replace(report, recipe=recipe, recipe_hash=recipe_hash(recipe))
 
     def start(self) -> None:
         """Recover after a restart: re-queued jobs are planned again, planned
@@ -129,6 +180,9 @@ class JobManager:
                             where="header", declared=True)
         if declared.project and self.store.find_by_request(declared.project, request_id) is None:
             self._check_active(declared.project)     # a retry of an admitted request is never refused here
+        project = declared.project or principal.project
+        if project:
+            self.check_governance(project, generation)
         self.check_free_disk(declared.shot_bytes)
 
     def check_free_disk(self, incoming_bytes: int = 0) -> None:
@@ -260,15 +314,20 @@ class JobManager:
         log.info("job %s: deleted (%d bytes freed)%s", job.job_id, freed, f": {reason}" if reason else "")
         return freed
 
-    def submit(self, principal: Principal, upload_dir: Path, shot: Shot, sha256_hex: str, request_id: str,
-               generation: GenerationSettings, scheduling: SchedulingSettings) -> tuple[JobRecord, bool]:
-        """Admit a fully uploaded, parsed shot. On any refusal the upload is deleted."""
+    def submit(self, principal: Principal, upload_dir: Path, shot: Shot | ShotOutline, sha256_hex: str,
+               request_id: str, generation: GenerationSettings,
+               scheduling: SchedulingSettings) -> tuple[JobRecord, bool]:
+        """Admit a fully uploaded shot: a parsed ``Shot`` (validated here), or
+        the ``ShotOutline`` of one already validated frame by frame on disk
+        (``bridge.shot.stream_check``). On any refusal the upload is deleted."""
         try:
             self._check_request_id(request_id)
-            validate_shot(shot, self.config.limits.shot_limits)
+            if isinstance(shot, Shot):
+                validate_shot(shot, self.config.limits.shot_limits)
             principal.check_project(shot.tags.project)
             self._check_generation(generation, shot.width, shot.height)
             backend = self._backend(generation)
+            self.check_governance(shot.tags.project, generation)
             backend.check_inputs(shot, generation)
             self._check_scheduling(scheduling)
             decision = None

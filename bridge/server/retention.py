@@ -8,6 +8,11 @@ counted from when it ended (its last change in the store).
 
 Two callers: the bridge, through ``RetentionSweeper`` (a thread that sweeps
 every ``every_s``), and ``greenlight purge`` on a stopped bridge's folder.
+
+Crypto-shredding (docs/governance.md): when a purge leaves a project with no
+jobs at all, the project is removed from the bridge, and so are its
+encryption keys (the store's keyring): every copy of its files, backups
+included, becomes unreadable. Its next job gets a fresh key.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ def retention_for(retention_days: Mapping[str, float], project: str) -> float | 
 class PurgeResult:
     deleted: list[tuple[JobRecord, int]] = field(default_factory=list)   # (job, bytes freed), oldest first
     dry_run: bool = False
+    shredded: dict[str, list[str]] = field(default_factory=dict)   # project -> ids of the keys deleted
 
     @property
     def bytes_freed(self) -> int:
@@ -93,7 +99,31 @@ def purge(store: JobStore, *, now: float | None = None, project: str | None = No
         result.deleted.append((job, freed))
         if on_delete is not None:
             on_delete(job, freed)
+    for project in sorted({job.project for job, _ in result.deleted} if not dry_run else ()):
+        ids = shred_if_removed(store, project)
+        if ids:
+            result.shredded[project] = ids
     return result
+
+
+def shred_if_removed(store: JobStore, project: str) -> list[str]:
+    """Delete ``project``'s keys when it has no job left (crypto-shredding);
+    the ids of the keys deleted. The store's lock keeps a new job of the
+    project from being sealed with a key being deleted."""
+    keyring = store.keyring
+    if keyring is None:
+        return []
+    with store.locked():
+        if store.job_count(project):
+            return []
+        try:
+            ids = keyring.delete(project)
+        except Exception as exc:   # the jobs are gone; say loudly that the key is not
+            log.error("project %s: its jobs are purged but its keys could not be deleted: %s", project, exc)
+            return []
+    if ids:
+        log.info("project %s: removed (no jobs left); its keys %s deleted", project, ", ".join(ids))
+    return ids
 
 
 class RetentionSweeper:

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from .. import __version__
 from ..errors import (
@@ -41,13 +40,14 @@ from ..errors import (
     InvalidArgumentError,
     LimitExceededError,
 )
-from ..jobs.model import Decision, JobState
-from ..proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc, shot_pb2
-from ..shot.model import Shot
-from ..shot.wire import generation_from_pb, scheduling_from_pb, shot_from_pb
+from ..jobs.model import JobState
+from ..proto.greenlight.v1 import bridge_pb2, bridge_pb2_grpc
+from ..shot.model import ShotOutline
+from ..shot.stream_check import scan_shot_file
+from ..shot.wire import generation_from_pb, scheduling_from_pb
 from .auth import Principal, authenticate
 from .config import Limits
-from .convert import frame_energy_pb, job_report, job_status
+from .convert import decision_pb, frame_energy_pb, job_report, job_status
 from .manager import DeclaredShot, JobManager
 from .status import abort_async
 
@@ -396,7 +396,8 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
             if upload.digest.digest() != header.shot_sha256:
                 raise InvalidArgumentError("SubmitShot: the shot's SHA-256 does not match header.shot_sha256; "
                                            "the upload was corrupted, resubmit it")
-            shot = await self._run(_read_shot, upload.path)
+            # checked frame by frame from the file: memory bounded by one frame, not by the upload
+            shot = await self._run(scan_shot_file, upload.path, manager.config.limits.shot_limits)
             _check_declared(header, shot)
             handed_over = True   # from here the manager owns the folder (it deletes it on refusal)
             job, created = await self._run(
@@ -551,7 +552,10 @@ class BridgeServicer(bridge_pb2_grpc.BridgeServicer):
             caps.backends.add(
                 id=info.id, description=info.description, conditions=list(info.conditions),
                 max_frames=info.max_frames, max_width=info.max_width, max_height=info.max_height,
-                devices=list(info.devices), available=info.available, unavailable_reason=info.unavailable_reason)
+                devices=list(info.devices), available=info.available, unavailable_reason=info.unavailable_reason,
+                quality_presets=[bridge_pb2.QualityPreset(name=p.name, description=p.description,
+                                                          relative_cost=p.relative_cost)
+                                 for p in info.quality_presets])
         for site, _devices in self.config.sites:
             caps.sites.add(name=site.name, grid_region=site.grid_region, pue=site.pue,
                            wue_l_per_kwh=site.wue_l_per_kwh)
@@ -564,26 +568,7 @@ def limits_pb(limits: Limits) -> bridge_pb2.Limits:
     return bridge_pb2.Limits(**{name: getattr(limits, name) for name in bridge_pb2.Limits.DESCRIPTOR.fields_by_name})
 
 
-def decision_pb(out: bridge_pb2.SchedulingDecision, d: Decision) -> None:
-    """A scheduling decision, as ``convert.job_status`` fills ``JobStatus.scheduling``."""
-    out.site = d.site
-    out.planned_start.FromDatetime(d.planned_start)
-    out.expected_co2e_g = d.expected_co2e_g or 0.0
-    out.run_now_co2e_g = d.run_now_co2e_g or 0.0
-    out.reason = d.reason
-
-
-def _read_shot(path: Path) -> Shot:
-    msg = shot_pb2.Shot()
-    try:
-        msg.ParseFromString(path.read_bytes())
-    except DecodeError:
-        raise InvalidArgumentError("SubmitShot: the data is not a valid greenlight.v1.Shot "
-                                   "(it does not parse as one); upload a serialized Shot") from None
-    return shot_from_pb(msg)
-
-
-def _check_declared(header: bridge_pb2.SubmitHeader, shot: Shot) -> None:
+def _check_declared(header: bridge_pb2.SubmitHeader, shot: ShotOutline) -> None:
     """The shot must be what its header said. A fact an older client did not
     send (empty, 0) is not compared."""
     pairs = [("header.project", header.project, shot.tags.project),
@@ -598,4 +583,4 @@ def _check_declared(header: bridge_pb2.SubmitHeader, shot: Shot) -> None:
 
 
 def _read_frame(manager: JobManager, job_id: str, record) -> bytes:
-    return manager.store.frame_file(job_id, record).read_bytes()
+    return manager.store.read_frame(job_id, record)   # decrypted when the project is encrypted at rest

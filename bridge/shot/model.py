@@ -201,6 +201,36 @@ class Shot:
         )
 
 
+@dataclass(frozen=True)
+class ShotOutline:
+    """What admitting a shot needs to know about it, without its pass arrays:
+    built while a stored upload is scanned frame by frame
+    (``bridge.shot.stream_check``). Has the attributes of ``Shot`` that the
+    checks and estimates read (tags, fps, size, frame count, passes)."""
+
+    tags: Tags
+    fps: Fps
+    width: int
+    height: int
+    frame_count: int
+    passes: tuple[str, ...]
+    frame_start: int = 1
+    depth_background: str = "inf"
+    pass_methods: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return self.frame_count * self.fps.denominator / self.fps.numerator
+
+    @classmethod
+    def of(cls, shot: Shot) -> ShotOutline:
+        return cls(tags=shot.tags, fps=shot.fps, width=shot.width, height=shot.height,
+                   frame_count=shot.frame_count, passes=shot.passes, frame_start=shot.frame_start,
+                   depth_background=shot.depth_background, pass_methods=dict(shot.pass_methods),
+                   source=shot.source)
+
+
 def _arrays_equal(a, b) -> bool:
     if a is None or b is None:
         return a is None and b is None

@@ -15,6 +15,8 @@ from .dicts import from_mapping
 
 CONTROL_KINDS = ("depth", "pose", "motion")
 JOB_CLASSES = ("interactive", "batch")
+QUALITIES = ("draft", "final")   # generation.quality; "" = the backend's default (final)
+TEMPORAL_MODES = ("off", "attention", "attention+fusion")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,21 @@ class ControlSettings:
     strength: float = 1.0
     guidance_start: float = 0.0
     guidance_end: float = 1.0
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """Flow-guided generation from the engine's motion pass (docs/temporal.md).
+    ``strength`` 0 and ``step_end`` 0 mean the backend's defaults."""
+
+    mode: str = "off"          # "off" | "attention" | "attention+fusion" ("" reads as "off")
+    strength: float = 0.0      # 0..1
+    step_start: float = 0.0    # fraction of the schedule where guidance starts
+    step_end: float = 0.0      # fraction where it ends (> step_start), 0 = default
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode not in ("", "off")
 
 
 @dataclass(frozen=True)
@@ -39,6 +56,8 @@ class GenerationSettings:
     output_height: int = 0
     preview_every_n_steps: int = 0
     model_profile: str = ""
+    quality: str = ""             # "draft" | "final"; "" = final (GetCapabilities lists each backend's presets)
+    temporal: TemporalSettings = TemporalSettings()
 
     def control(self, kind: str) -> ControlSettings | None:
         return next((c for c in self.controls if c.kind == kind), None)
@@ -53,6 +72,8 @@ class GenerationSettings:
         data = dict(data)
         data["controls"] = tuple(from_mapping(ControlSettings, c, "generation control")
                                  for c in data.get("controls", ()))
+        if "temporal" in data:
+            data["temporal"] = from_mapping(TemporalSettings, data["temporal"], "generation temporal")
         return from_mapping(cls, data, "generation settings")
 
 
@@ -122,6 +143,10 @@ def validate_generation(gen: GenerationSettings, *, max_steps: int | None = None
         raise InvalidArgumentError(
             f"generation.output_resolution: set both width and height or neither, "
             f"got {gen.output_width}x{gen.output_height}")
+    if gen.quality not in ("", *QUALITIES):
+        raise InvalidArgumentError(f"generation.quality: must be one of {QUALITIES} or empty (final), "
+                                   f"got {gen.quality!r}", field="generation.quality")
+    validate_temporal(gen.temporal)
     seen = set()
     for i, c in enumerate(gen.controls):
         where = f"generation.controls[{i}]"
@@ -136,6 +161,24 @@ def validate_generation(gen: GenerationSettings, *, max_steps: int | None = None
             raise InvalidArgumentError(
                 f"{where}: need 0 <= guidance_start < guidance_end <= 1, got {c.guidance_start}..{c.guidance_end}")
     return gen
+
+
+def validate_temporal(temporal: TemporalSettings, where: str = "generation.temporal") -> TemporalSettings:
+    """Raise InvalidArgumentError naming the field of a bad temporal setting."""
+    for name in ("strength", "step_start", "step_end"):
+        _finite(getattr(temporal, name), f"{where}.{name}")
+    if temporal.mode not in ("", *TEMPORAL_MODES):
+        raise InvalidArgumentError(f"{where}.mode: must be one of {TEMPORAL_MODES}, got {temporal.mode!r}",
+                                   field=f"{where}.mode")
+    for name in ("strength", "step_start", "step_end"):
+        if not (0 <= getattr(temporal, name) <= 1):
+            raise InvalidArgumentError(f"{where}.{name}: must be in [0, 1], got {getattr(temporal, name)}",
+                                       field=f"{where}.{name}")
+    if temporal.step_end and temporal.step_end <= temporal.step_start:
+        raise InvalidArgumentError(
+            f"{where}.step_end: must be > step_start (or 0 for the default), "
+            f"got {temporal.step_start}..{temporal.step_end}", field=f"{where}.step_end")
+    return temporal
 
 
 def validate_scheduling(sched: SchedulingSettings, now: datetime | None = None) -> SchedulingSettings:

@@ -33,6 +33,15 @@ class ShotLimits:
 
 def validate_shot(shot: Shot, limits: ShotLimits | None = None) -> Shot:
     """Raise ShotValidationError / LimitExceededError; return the shot if fine."""
+    validate_shot_fields(shot, shot.frame_count, limits)
+    for i, frame in enumerate(shot.frames):
+        validate_frame(shot, frame, i)
+    return shot
+
+
+def validate_shot_fields(shot, frame_count: int, limits: ShotLimits | None = None) -> None:
+    """Everything but the frames (``shot`` needs tags, fps, width, height and
+    depth_background; its frames may be absent, as while a file is scanned)."""
     _check_tags(shot)
     if not (isinstance(shot.fps.numerator, int) and isinstance(shot.fps.denominator, int)
             and shot.fps.numerator > 0 and shot.fps.denominator > 0):
@@ -43,29 +52,31 @@ def validate_shot(shot: Shot, limits: ShotLimits | None = None) -> Shot:
     if shot.depth_background not in DEPTH_BACKGROUNDS:
         raise ShotValidationError("depth_background",
                                   f"must be one of {DEPTH_BACKGROUNDS}, got {shot.depth_background!r}")
-    if not shot.frames:
+    if not frame_count:
         raise ShotValidationError("frames", "the shot has no frames")
     if limits is not None:
-        if shot.frame_count > limits.max_frames:
-            raise LimitExceededError("max_frames", shot.frame_count, limits.max_frames)
+        if frame_count > limits.max_frames:
+            raise LimitExceededError("max_frames", frame_count, limits.max_frames)
         if shot.width > limits.max_width:
             raise LimitExceededError("max_width", shot.width, limits.max_width)
         if shot.height > limits.max_height:
             raise LimitExceededError("max_height", shot.height, limits.max_height)
-    for i, frame in enumerate(shot.frames):
-        where = f"frames[{i}]"
-        if frame.index != i:
-            raise ShotValidationError(f"{where}.index",
-                                      f"expected {i} (frames are indexed 0..n-1 in order), got {frame.index}")
-        _check_camera(frame.camera, f"{where}.camera")
-        _check_arrays(shot, frame, where)
-        names = set()
-        for j, pose in enumerate(frame.poses):
-            _check_pose(shot, pose, f"{where}.poses[{j}]")
-            if pose.name in names:
-                raise ShotValidationError(f"{where}.poses[{j}].name", f"duplicate character {pose.name!r}")
-            names.add(pose.name)
-    return shot
+
+
+def validate_frame(shot, frame, i: int) -> None:
+    """One frame against the shot's resolution and depth convention."""
+    where = f"frames[{i}]"
+    if frame.index != i:
+        raise ShotValidationError(f"{where}.index",
+                                  f"expected {i} (frames are indexed 0..n-1 in order), got {frame.index}")
+    _check_camera(frame.camera, f"{where}.camera")
+    _check_arrays(shot, frame, where)
+    names = set()
+    for j, pose in enumerate(frame.poses):
+        _check_pose(shot, pose, f"{where}.poses[{j}]")
+        if pose.name in names:
+            raise ShotValidationError(f"{where}.poses[{j}].name", f"duplicate character {pose.name!r}")
+        names.add(pose.name)
 
 
 def _check_tags(shot: Shot) -> None:

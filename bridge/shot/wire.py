@@ -93,42 +93,18 @@ def shot_to_pb(shot: Shot) -> shot_pb2.Shot:
 def shot_from_pb(msg: shot_pb2.Shot) -> Shot:
     """Build a Shot from its message; array sizes are checked here, the rest
     by ``validate_shot``."""
-    frames = []
-    for i, f in enumerate(msg.frames):
-        where = f"frames[{i}]"
-        cam = f.camera
-        if len(cam.world_matrix) != 16:
-            raise ShotValidationError(f"{where}.camera.world_matrix",
-                                      f"must hold 16 numbers (4x4 row-major), got {len(cam.world_matrix)}")
-        camera = CameraSample(
-            world_matrix=np.array(cam.world_matrix, dtype=np.float64).reshape(4, 4),
-            focal_length_mm=cam.focal_length_mm,
-            sensor_width_mm=cam.sensor_width_mm,
-            sensor_height_mm=cam.sensor_height_mm,
-            sensor_fit=_PB_TO_FIT.get(cam.sensor_fit, f"unknown({cam.sensor_fit})"),
-            clip_start_m=cam.clip_start_m,
-            clip_end_m=cam.clip_end_m,
-            focus_distance_m=cam.focus_distance_m,
-        )
-        arrays = {
-            name: array_from_pb(getattr(f, name), f"{where}.{name}") if _present(f, name) else None
-            for name in Frame.ARRAY_FIELDS
-        }
-        poses = tuple(
-            CharacterPose(
-                name=p.name,
-                keypoints_px=array_from_pb(p.keypoints_px, f"{where}.poses[{j}].keypoints_px"),
-                visibility=array_from_pb(p.visibility, f"{where}.poses[{j}].visibility"),
-            )
-            for j, p in enumerate(f.poses)
-        )
-        frames.append(Frame(index=f.index, camera=camera, poses=poses, **arrays))
+    frames = tuple(frame_from_pb(f, i) for i, f in enumerate(msg.frames))
+    return shot_fields_from_pb(msg, frames)
+
+
+def shot_fields_from_pb(msg: shot_pb2.Shot, frames: tuple[Frame, ...]) -> Shot:
+    """The shot's own fields from ``msg``, with ``frames`` (built separately)."""
     return Shot(
         tags=Tags(msg.tags.project, msg.tags.shot, msg.tags.version),
         fps=Fps(msg.fps.numerator, msg.fps.denominator),
         width=msg.resolution.width,
         height=msg.resolution.height,
-        frames=tuple(frames),
+        frames=frames,
         frame_start=msg.frame_start,
         depth_background=_PB_TO_BG.get(msg.depth_background, f"unknown({msg.depth_background})"),
         pass_methods=dict(msg.pass_methods),
@@ -136,12 +112,44 @@ def shot_from_pb(msg: shot_pb2.Shot) -> Shot:
     )
 
 
+def frame_from_pb(f: shot_pb2.Frame, i: int) -> Frame:
+    """Frame ``i`` of a shot from its message."""
+    where = f"frames[{i}]"
+    cam = f.camera
+    if len(cam.world_matrix) != 16:
+        raise ShotValidationError(f"{where}.camera.world_matrix",
+                                  f"must hold 16 numbers (4x4 row-major), got {len(cam.world_matrix)}")
+    camera = CameraSample(
+        world_matrix=np.array(cam.world_matrix, dtype=np.float64).reshape(4, 4),
+        focal_length_mm=cam.focal_length_mm,
+        sensor_width_mm=cam.sensor_width_mm,
+        sensor_height_mm=cam.sensor_height_mm,
+        sensor_fit=_PB_TO_FIT.get(cam.sensor_fit, f"unknown({cam.sensor_fit})"),
+        clip_start_m=cam.clip_start_m,
+        clip_end_m=cam.clip_end_m,
+        focus_distance_m=cam.focus_distance_m,
+    )
+    arrays = {
+        name: array_from_pb(getattr(f, name), f"{where}.{name}") if _present(f, name) else None
+        for name in Frame.ARRAY_FIELDS
+    }
+    poses = tuple(
+        CharacterPose(
+            name=p.name,
+            keypoints_px=array_from_pb(p.keypoints_px, f"{where}.poses[{j}].keypoints_px"),
+            visibility=array_from_pb(p.visibility, f"{where}.poses[{j}].visibility"),
+        )
+        for j, p in enumerate(f.poses)
+    )
+    return Frame(index=f.index, camera=camera, poses=poses, **arrays)
+
+
 # ------------------------------------------------------------------ requests
 # bridge_pb2 needs only protobuf; imported here so ``shot_pb2`` users don't pay.
 from datetime import UTC  # noqa: E402
 
 from ..proto.greenlight.v1 import bridge_pb2  # noqa: E402
-from .request import ControlSettings, GenerationSettings, SchedulingSettings  # noqa: E402
+from .request import ControlSettings, GenerationSettings, SchedulingSettings, TemporalSettings  # noqa: E402
 
 _CLASS_TO_PB = {"interactive": bridge_pb2.JOB_CLASS_INTERACTIVE, "batch": bridge_pb2.JOB_CLASS_BATCH}
 _PB_TO_CLASS = {v: k for k, v in _CLASS_TO_PB.items()}
@@ -153,6 +161,7 @@ def generation_to_pb(gen: GenerationSettings) -> bridge_pb2.GenerationRequest:
         backend=gen.backend, prompt=gen.prompt, negative_prompt=gen.negative_prompt,
         seed=gen.seed, steps=gen.steps, guidance_scale=gen.guidance_scale,
         preview_every_n_steps=gen.preview_every_n_steps, model_profile=gen.model_profile,
+        quality=gen.quality,
     )
     if gen.output_width or gen.output_height:
         msg.output_resolution.width = gen.output_width
@@ -160,6 +169,10 @@ def generation_to_pb(gen: GenerationSettings) -> bridge_pb2.GenerationRequest:
     for c in gen.controls:
         msg.controls.add(kind=c.kind, enabled=c.enabled, strength=c.strength,
                          guidance_start=c.guidance_start, guidance_end=c.guidance_end)
+    if gen.temporal != TemporalSettings():
+        t = gen.temporal
+        msg.temporal.CopyFrom(bridge_pb2.TemporalSettings(mode=t.mode, strength=t.strength,
+                                                          step_start=t.step_start, step_end=t.step_end))
     return msg
 
 
@@ -171,7 +184,16 @@ def generation_from_pb(msg: bridge_pb2.GenerationRequest) -> GenerationSettings:
                        for c in msg.controls),
         output_width=msg.output_resolution.width, output_height=msg.output_resolution.height,
         preview_every_n_steps=msg.preview_every_n_steps, model_profile=msg.model_profile,
+        quality=msg.quality,
+        temporal=_temporal_from_pb(msg),
     )
+
+
+def _temporal_from_pb(msg: bridge_pb2.GenerationRequest) -> TemporalSettings:
+    if not msg.HasField("temporal"):
+        return TemporalSettings()
+    t = msg.temporal   # float fields: values travel as float32 (0.7 comes back as 0.699999988...)
+    return TemporalSettings(mode=t.mode or "off", strength=t.strength, step_start=t.step_start, step_end=t.step_end)
 
 
 def scheduling_to_pb(sched: SchedulingSettings) -> bridge_pb2.SchedulingRequest:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shot.camera import unproject_depth, world_to_camera
-from ..shot.model import Frame, Shot
+from ..shot.model import Frame, Shot, ShotOutline
 
 DEPTH_TOLERANCE = 0.05   # relative: |z_reprojected - z_next| <= 5% of z_next
 WINDOW = 8               # frames per trajectory
+MAX_SAMPLES = 256 * 256  # compared pixels per frame at most (a regular grid beyond that)
 METHOD = "masked-warp-l1"
 
 
@@ -126,12 +127,20 @@ def valid_mask(frame: Frame, next_frame: Frame, tolerance: float = DEPTH_TOLERAN
     return alive
 
 
-def _centres(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+def _centres(frame: Frame, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres of ``frame`` (every ``stride``-th pixel in x and y)."""
     if frame.depth_m is None:
         raise ValueError("temporal score needs depth and motion passes on every frame")
     h, w = frame.depth_m.shape
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float64) + 0.5, np.arange(h, dtype=np.float64) + 0.5)
-    return xs, ys
+    off = (stride - 1) / 2.0   # the middle pixel of each stride x stride block
+    xs, ys = np.meshgrid(np.arange(off, w, stride, dtype=np.float64)[: -(-w // stride)] + 0.5,
+                         np.arange(off, h, stride, dtype=np.float64)[: -(-h // stride)] + 0.5)
+    return np.floor(xs) + 0.5, np.floor(ys) + 0.5
+
+
+def sample_stride(width: int, height: int, max_samples: int) -> int:
+    """The pixel stride that keeps the compared pixels per frame at or below ``max_samples``."""
+    return max(1, math.ceil(math.sqrt(width * height / max_samples)))
 
 
 # ------------------------------------------------------------------ images
@@ -183,32 +192,53 @@ def _weighted(pairs: Sequence[PairScore]) -> float:
     return math.fsum(p.error * p.valid_pixels for p in pairs if p.valid_pixels) / total
 
 
-def has_passes(shot: Shot) -> bool:
+def has_passes(shot: Shot | ShotOutline) -> bool:
     """Whether the shot carries what the score needs (depth and motion everywhere)."""
     return {"depth", "motion"} <= set(shot.passes)
 
 
 def score_shot(shot: Shot, frames: Iterable[np.ndarray], tolerance: float = DEPTH_TOLERANCE,
-               window: int = WINDOW) -> TemporalScore:
+               window: int = WINDOW, max_samples: int = MAX_SAMPLES) -> TemporalScore:
     """Score output ``frames`` (in index order, one per shot frame, uint8 or
-    float RGB at any resolution) against ``shot``'s depth and motion."""
-    images = [to_pass_resolution(f, shot.width, shot.height) for f in frames]
-    if len(images) != shot.frame_count:
-        raise ValueError(f"temporal score: {len(images)} frames for a {shot.frame_count}-frame shot")
+    float RGB at any resolution) against ``shot``'s depth and motion.
+
+    Streams: at most three frames (the previous one, the current one and
+    the trajectory window's first) are held at the passes' resolution, so
+    a 480-frame job costs what a 3-frame one does in memory. Pixels are
+    compared on a regular grid of at most ``max_samples`` per frame (every
+    pixel up to 256x256; a 2048x2048 shot compares every 8th in x and y),
+    so the cost per frame pair is bounded whatever the resolution."""
     if not has_passes(shot):
         raise ValueError("temporal score needs depth and motion passes on every frame")
-    pairs = []
-    for t in range(len(images) - 1):
-        x, y = _centres(shot.frames[t])
-        nx, ny, alive = flow_step(shot.frames[t], shot.frames[t + 1], x, y, np.ones(x.shape, bool), tolerance)
-        pairs.append(_pair(t, 1, images[t], bilinear(images[t + 1], nx, ny), alive))
-    traj = []
-    for start in range(0, len(images) - 1, window):
-        x, y = _centres(shot.frames[start])
-        alive = np.ones(x.shape, bool)
-        for t in range(start, min(start + window, len(images)) - 1):
-            x, y, alive = flow_step(shot.frames[t], shot.frames[t + 1], x, y, alive, tolerance)
-            traj.append(_pair(start, t + 1 - start, images[start], bilinear(images[t + 1], x, y), alive))
+    stride = sample_stride(shot.width, shot.height, max_samples)
+    pairs: list[PairScore] = []
+    traj: list[PairScore] = []
+    prev = start_img = None
+    tx = ty = alive = None
+    count = 0
+    for t, frame in enumerate(frames):
+        if t >= shot.frame_count:
+            count = t + 1
+            continue
+        img = to_pass_resolution(frame, shot.width, shot.height)
+        count = t + 1
+        if prev is not None:
+            f0, f1 = shot.frames[t - 1], shot.frames[t]
+            x, y = _centres(f0, stride)
+            nx, ny, ok = flow_step(f0, f1, x, y, np.ones(x.shape, bool), tolerance)
+            pairs.append(_pair(t - 1, 1, bilinear(prev, x, y), bilinear(img, nx, ny), ok))
+            if t % window:   # within the window that began at frame ``start``: one more hop
+                assert tx is not None and ty is not None and alive is not None and start_img is not None
+                tx, ty, alive = flow_step(f0, f1, tx, ty, alive, tolerance)
+                start = t // window * window
+                traj.append(_pair(start, t - start, start_img, bilinear(img, tx, ty), alive))
+        if t % window == 0:   # a new trajectory window starts here
+            tx, ty = _centres(shot.frames[t], stride)
+            start_img = bilinear(img, tx, ty)
+            alive = np.ones(tx.shape, bool)
+        prev = img
+    if count != shot.frame_count:
+        raise ValueError(f"temporal score: {count} frames for a {shot.frame_count}-frame shot")
     fraction = float(np.mean([p.valid_fraction for p in pairs])) if pairs else math.nan
     return TemporalScore(_weighted(pairs), _weighted(traj), fraction, tuple(pairs), tuple(traj),
                          window=window, depth_tolerance=tolerance)

@@ -61,7 +61,7 @@ class ControlSettings(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., enabled: _Optional[bool] = ..., strength: _Optional[float] = ..., guidance_start: _Optional[float] = ..., guidance_end: _Optional[float] = ...) -> None: ...
 
 class GenerationRequest(_message.Message):
-    __slots__ = ("backend", "prompt", "negative_prompt", "seed", "steps", "guidance_scale", "controls", "output_resolution", "preview_every_n_steps", "model_profile")
+    __slots__ = ("backend", "prompt", "negative_prompt", "seed", "steps", "guidance_scale", "controls", "output_resolution", "preview_every_n_steps", "model_profile", "quality", "temporal")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,8 @@ class GenerationRequest(_message.Message):
     OUTPUT_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_EVERY_N_STEPS_FIELD_NUMBER: _ClassVar[int]
     MODEL_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    TEMPORAL_FIELD_NUMBER: _ClassVar[int]
     backend: str
     prompt: str
     negative_prompt: str
@@ -82,7 +84,21 @@ class GenerationRequest(_message.Message):
     output_resolution: _shot_pb2.Resolution
     preview_every_n_steps: int
     model_profile: str
-    def __init__(self, backend: _Optional[str] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., controls: _Optional[_Iterable[_Union[ControlSettings, _Mapping]]] = ..., output_resolution: _Optional[_Union[_shot_pb2.Resolution, _Mapping]] = ..., preview_every_n_steps: _Optional[int] = ..., model_profile: _Optional[str] = ...) -> None: ...
+    quality: str
+    temporal: TemporalSettings
+    def __init__(self, backend: _Optional[str] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., controls: _Optional[_Iterable[_Union[ControlSettings, _Mapping]]] = ..., output_resolution: _Optional[_Union[_shot_pb2.Resolution, _Mapping]] = ..., preview_every_n_steps: _Optional[int] = ..., model_profile: _Optional[str] = ..., quality: _Optional[str] = ..., temporal: _Optional[_Union[TemporalSettings, _Mapping]] = ...) -> None: ...
+
+class TemporalSettings(_message.Message):
+    __slots__ = ("mode", "strength", "step_start", "step_end")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    STEP_START_FIELD_NUMBER: _ClassVar[int]
+    STEP_END_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    strength: float
+    step_start: float
+    step_end: float
+    def __init__(self, mode: _Optional[str] = ..., strength: _Optional[float] = ..., step_start: _Optional[float] = ..., step_end: _Optional[float] = ...) -> None: ...
 
 class SchedulingRequest(_message.Message):
     __slots__ = ("job_class", "deadline", "allowed_sites", "max_co2e_g")
@@ -351,7 +367,7 @@ class FrameResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., energy: _Optional[_Union[Energy, _Mapping]] = ...) -> None: ...
 
 class JobReport(_message.Message):
-    __slots__ = ("job_id", "tags", "backend", "state", "frames", "fps", "wall_s", "energy", "pue", "facility_energy_wh", "wue_l_per_kwh", "water_l", "site", "grid_region", "intensity_g_per_kwh", "intensity_source", "embodied_co2e_g", "sci", "sci_unit", "functional_units", "json")
+    __slots__ = ("job_id", "tags", "backend", "state", "frames", "fps", "wall_s", "energy", "pue", "facility_energy_wh", "wue_l_per_kwh", "water_l", "site", "grid_region", "intensity_g_per_kwh", "intensity_source", "embodied_co2e_g", "sci", "sci_unit", "functional_units", "json", "temporal", "recipe_hash")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -373,6 +389,8 @@ class JobReport(_message.Message):
     SCI_UNIT_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONAL_UNITS_FIELD_NUMBER: _ClassVar[int]
     JSON_FIELD_NUMBER: _ClassVar[int]
+    TEMPORAL_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_HASH_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     tags: _shot_pb2.Tags
     backend: str
@@ -394,7 +412,27 @@ class JobReport(_message.Message):
     sci_unit: str
     functional_units: float
     json: str
-    def __init__(self, job_id: _Optional[str] = ..., tags: _Optional[_Union[_shot_pb2.Tags, _Mapping]] = ..., backend: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., frames: _Optional[int] = ..., fps: _Optional[_Union[_shot_pb2.Rational, _Mapping]] = ..., wall_s: _Optional[float] = ..., energy: _Optional[_Union[Energy, _Mapping]] = ..., pue: _Optional[float] = ..., facility_energy_wh: _Optional[float] = ..., wue_l_per_kwh: _Optional[float] = ..., water_l: _Optional[float] = ..., site: _Optional[str] = ..., grid_region: _Optional[str] = ..., intensity_g_per_kwh: _Optional[float] = ..., intensity_source: _Optional[str] = ..., embodied_co2e_g: _Optional[float] = ..., sci: _Optional[float] = ..., sci_unit: _Optional[str] = ..., functional_units: _Optional[float] = ..., json: _Optional[str] = ...) -> None: ...
+    temporal: TemporalConsistency
+    recipe_hash: str
+    def __init__(self, job_id: _Optional[str] = ..., tags: _Optional[_Union[_shot_pb2.Tags, _Mapping]] = ..., backend: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., frames: _Optional[int] = ..., fps: _Optional[_Union[_shot_pb2.Rational, _Mapping]] = ..., wall_s: _Optional[float] = ..., energy: _Optional[_Union[Energy, _Mapping]] = ..., pue: _Optional[float] = ..., facility_energy_wh: _Optional[float] = ..., wue_l_per_kwh: _Optional[float] = ..., water_l: _Optional[float] = ..., site: _Optional[str] = ..., grid_region: _Optional[str] = ..., intensity_g_per_kwh: _Optional[float] = ..., intensity_source: _Optional[str] = ..., embodied_co2e_g: _Optional[float] = ..., sci: _Optional[float] = ..., sci_unit: _Optional[str] = ..., functional_units: _Optional[float] = ..., json: _Optional[str] = ..., temporal: _Optional[_Union[TemporalConsistency, _Mapping]] = ..., recipe_hash: _Optional[str] = ...) -> None: ...
+
+class TemporalConsistency(_message.Message):
+    __slots__ = ("computed", "reason", "method", "gap1", "trajectory", "window", "valid_fraction")
+    COMPUTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    GAP1_FIELD_NUMBER: _ClassVar[int]
+    TRAJECTORY_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    VALID_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    computed: bool
+    reason: str
+    method: str
+    gap1: float
+    trajectory: float
+    window: int
+    valid_fraction: float
+    def __init__(self, computed: _Optional[bool] = ..., reason: _Optional[str] = ..., method: _Optional[str] = ..., gap1: _Optional[float] = ..., trajectory: _Optional[float] = ..., window: _Optional[int] = ..., valid_fraction: _Optional[float] = ...) -> None: ...
 
 class JobCompleted(_message.Message):
     __slots__ = ("report",)
@@ -439,7 +477,7 @@ class JobEvent(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[JobStatus, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., preview: _Optional[_Union[PreviewFrame, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., completed: _Optional[_Union[JobCompleted, _Mapping]] = ..., failed: _Optional[_Union[JobFailed, _Mapping]] = ..., cancelled: _Optional[_Union[JobCancelled, _Mapping]] = ...) -> None: ...
 
 class BackendInfo(_message.Message):
-    __slots__ = ("id", "description", "conditions", "max_frames", "max_width", "max_height", "devices", "available", "unavailable_reason")
+    __slots__ = ("id", "description", "conditions", "max_frames", "max_width", "max_height", "devices", "available", "unavailable_reason", "quality_presets")
     ID_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -449,6 +487,7 @@ class BackendInfo(_message.Message):
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_PRESETS_FIELD_NUMBER: _ClassVar[int]
     id: str
     description: str
     conditions: _containers.RepeatedScalarFieldContainer[str]
@@ -458,7 +497,18 @@ class BackendInfo(_message.Message):
     devices: _containers.RepeatedScalarFieldContainer[str]
     available: bool
     unavailable_reason: str
-    def __init__(self, id: _Optional[str] = ..., description: _Optional[str] = ..., conditions: _Optional[_Iterable[str]] = ..., max_frames: _Optional[int] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ...) -> None: ...
+    quality_presets: _containers.RepeatedCompositeFieldContainer[QualityPreset]
+    def __init__(self, id: _Optional[str] = ..., description: _Optional[str] = ..., conditions: _Optional[_Iterable[str]] = ..., max_frames: _Optional[int] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ..., quality_presets: _Optional[_Iterable[_Union[QualityPreset, _Mapping]]] = ...) -> None: ...
+
+class QualityPreset(_message.Message):
+    __slots__ = ("name", "description", "relative_cost")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_COST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    relative_cost: float
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., relative_cost: _Optional[float] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_frames", "max_width", "max_height", "max_upload_bytes", "max_active_jobs_per_project", "max_chunk_bytes", "max_steps", "max_prompt_chars", "max_output_width", "max_output_height", "max_streams_per_client", "max_streams_per_project", "upload_idle_timeout_s", "min_free_disk_bytes")

@@ -194,6 +194,9 @@ class PrevizRun:
             "energy_wh": repr(report.energy.energy_wh), "co2e_g": repr(report.energy.co2e_g_location),
             "energy_measured": str(report.energy.measured).lower(), "meter": report.energy.meter,
             "site": report.site, "bridge": self.settings.bridge.address,
+            "temporal_gap1": repr(report.temporal.gap1) if report.temporal.computed else "",
+            "temporal_trajectory": repr(report.temporal.trajectory) if report.temporal.computed else "",
+            "temporal_reason": report.temporal.reason,
         }
         try:
             self.result.imported = host.import_frames_in_unreal(
