@@ -430,6 +430,7 @@ def set_strip_properties_in_blender(strip, rec) -> None:
     strip["greenlight_energy_measured"] = rec.measured
     strip["greenlight_temporal_gap1"] = rec.temporal_gap1
     strip["greenlight_temporal_trajectory"] = rec.temporal_trajectory
+    strip["greenlight_recipe"] = rec.recipe_hash
 
 
 def apply_event_in_blender(scene, meta: dict, event) -> None:
@@ -469,6 +470,7 @@ def apply_event_in_blender(scene, meta: dict, event) -> None:
         t = report.temporal
         rec.temporal_gap1 = t.gap1 if t.computed and t.gap1 is not None else -1.0
         rec.temporal_trajectory = t.trajectory if t.computed and t.trajectory is not None else -1.0
+        rec.recipe_hash = report.recipe_hash
         rec.message = f"{report.frames} frames"
         strip = place_frames_in_blender(scene, rec)
         if strip is not None:

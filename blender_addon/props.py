@@ -141,6 +141,9 @@ class GreenlightJob(bpy.types.PropertyGroup):
         name="Flicker (gap 1)", default=-1.0, precision=4,
         description="Temporal consistency: mean colour difference (0-1) between consecutive frames along the "
                     "engine's motion, occluded pixels left out (docs/temporal.md); -1 = not computed")
+    recipe_hash: StringProperty(
+        name="Recipe", description="Short hash of what made the frames: model components, settings, seed and "
+                                   "inputs (docs/governance.md); `greenlight replay JOB` re-makes them")
     temporal_trajectory: FloatProperty(
         name="Drift (8 frames)", default=-1.0, precision=4,
         description="The same along 8-frame trajectories; -1 = not computed")

@@ -58,6 +58,10 @@ def test_generate_places_a_12_frame_strip_with_job_properties(start_bridge, tmp_
         assert props["greenlight_energy_wh"] == pytest.approx(report.energy.energy_wh, rel=1e-6)
         assert props["greenlight_co2e_g"] == pytest.approx(report.energy.co2e_g_location, rel=1e-6)
         assert props["greenlight_sci"] == pytest.approx(report.sci, rel=1e-6)
+        # the temporal score and the recipe travel onto the strip (docs/temporal.md, docs/governance.md)
+        assert report.temporal.computed and report.temporal.gap1 is not None
+        assert props["greenlight_temporal_gap1"] == pytest.approx(report.temporal.gap1, rel=1e-6)
+        assert props["greenlight_recipe"] == report.recipe_hash and len(report.recipe_hash) == 16
         assert job["energy_wh"] == pytest.approx(report.energy.energy_wh, rel=1e-6)
         assert job["co2e_g"] == pytest.approx(report.energy.co2e_g_location, rel=1e-6)
     assert by_name["sh010/v001"]["channel"] != by_name["sh010/v002"]["channel"]

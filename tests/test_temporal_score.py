@@ -190,6 +190,8 @@ def test_every_completed_job_reports_its_score_through_the_bridge(start_bridge, 
     assert t.computed and t.method == "masked-warp-l1" and t.window == 8
     assert t.gap1 is not None and 0 <= t.gap1 < 0.2 and len(t.pairs) == small_shot.frame_count - 1
     assert t.valid_fraction is not None and t.valid_fraction > 0.5
+    # the guides frames are drawn from the depth pass: their edges sit on its discontinuities
+    assert t.control_adherence is not None and 0.3 < t.control_adherence <= 1.0
     ledger_report = bridge.manager.executor.ledger.report(job.job_id)
     assert ledger_report is not None and ledger_report.temporal == t
     otio = version_metadata(read_version(tmp_path / "out"))

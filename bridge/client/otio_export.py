@@ -154,6 +154,7 @@ def version_metadata(version: ShotVersion, generation: dict | None = None) -> di
         "sci": r.sci,
         "sci_unit": r.sci_unit,
         "temporal": r.temporal.to_dict(),
+        "recipe_hash": r.recipe_hash,   # what made the frames (docs/governance.md; `greenlight replay`)
         "wall_s": r.wall_s,
         "report_schema": r.schema_version,
         # each frame's figures as fixed when it was made (the report's per_frame records)

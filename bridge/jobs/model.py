@@ -261,6 +261,7 @@ class TemporalConsistency:
     window: int = 0
     valid_fraction: float | None = None
     pairs: tuple[float | None, ...] = ()   # gap-1 error of pair (i, i+1), by i
+    control_adherence: float | None = None   # edge F1 vs the depth pass (not bought by blandness)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

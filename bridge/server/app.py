@@ -180,6 +180,14 @@ async def _start(config: BridgeConfig, servicer: BridgeServicer) -> tuple[grpc.a
     return server, port, health
 
 
+def _warm_backends(backends: dict[str, Backend]) -> None:
+    for backend in backends.values():
+        try:
+            backend.info()
+        except Exception:   # info() is asked again by every GetCapabilities; it reports its own failures there
+            log.exception("backend %s: capabilities could not be read at startup", backend.id)
+
+
 def create_server(config: BridgeConfig, backends: dict[str, Backend] | None = None,
                   meter: Meter | None = None, clock=None) -> RunningBridge:
     """``clock`` (a function returning an aware UTC datetime) is for tests
@@ -244,6 +252,8 @@ def create_server(config: BridgeConfig, backends: dict[str, Backend] | None = No
         undo.callback(lambda: loop.call(server.stop(0), timeout=10))
         undo.callback(manager.stop)
         manager.start()
+        # device detection imports torch (seconds): do it now, off the RPC path, not in the first GetCapabilities
+        threading.Thread(target=_warm_backends, args=(backends,), name="greenlight-warm-backends", daemon=True).start()
         retention = None
         if config.retention_days:   # ended jobs past their project's retention are deleted (and audited)
             retention = RetentionSweeper(manager, every_s=config.retention_sweep_s)

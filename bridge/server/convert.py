@@ -80,6 +80,7 @@ def job_report(report: JobReport) -> bridge_pb2.JobReport:
     msg.temporal.computed, msg.temporal.reason, msg.temporal.method = t.computed, t.reason, t.method
     msg.temporal.gap1, msg.temporal.trajectory = t.gap1 or 0.0, t.trajectory or 0.0
     msg.temporal.window, msg.temporal.valid_fraction = t.window, t.valid_fraction or 0.0
+    msg.temporal.control_adherence = -1.0 if t.control_adherence is None else t.control_adherence
     msg.tags.project, msg.tags.shot, msg.tags.version = report.tags.project, report.tags.shot, report.tags.version
     msg.fps.numerator, msg.fps.denominator = report.fps
     energy_total_pb(msg.energy, report.energy)

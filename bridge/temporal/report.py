@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..jobs.model import TemporalConsistency
 from ..shot.model import Shot
+from .adherence import control_adherence
 from .score import METHOD, has_passes, score_shot
 
 log = logging.getLogger(__name__)
@@ -30,21 +32,29 @@ def consistency(shot: Shot, read_frame: Callable[[int], bytes], indices: Sequenc
     if sorted(indices) != list(range(shot.frame_count)):
         return not_computed(f"{len(indices)} of {shot.frame_count} frames were produced")
 
+    adherence: list[float] = []
+
     def images() -> Iterator[np.ndarray]:
         from PIL import Image
 
         for i in range(shot.frame_count):
             with Image.open(io.BytesIO(read_frame(i))) as im:
-                yield np.asarray(im.convert("RGB"))
+                rgb = np.asarray(im.convert("RGB"))
+            depth = shot.frames[i].depth_m
+            if depth is not None:   # every frame has one (has_passes); measured on the frame already decoded
+                adherence.append(control_adherence(depth, rgb))
+            yield rgb
 
     try:
         s = score_shot(shot, images())
     except (OSError, ValueError) as exc:   # an unreadable frame file: say so, do not fail the report
         log.warning("temporal score not computed: %s", exc)
         return not_computed("a stored frame could not be read back")
+    finite = [a for a in adherence if math.isfinite(a)]
     return TemporalConsistency(
         computed=True, method=s.method, gap1=_num(s.gap1), trajectory=_num(s.trajectory), window=s.window,
-        valid_fraction=_num(s.valid_fraction), pairs=tuple(_num(p.error) for p in s.pairs))
+        valid_fraction=_num(s.valid_fraction), pairs=tuple(_num(p.error) for p in s.pairs),
+        control_adherence=_num(math.fsum(finite) / len(finite)) if finite else None)
 
 
 def _num(x: float) -> float | None:

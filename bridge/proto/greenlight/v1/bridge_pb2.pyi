@@ -417,7 +417,7 @@ class JobReport(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., tags: _Optional[_Union[_shot_pb2.Tags, _Mapping]] = ..., backend: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., frames: _Optional[int] = ..., fps: _Optional[_Union[_shot_pb2.Rational, _Mapping]] = ..., wall_s: _Optional[float] = ..., energy: _Optional[_Union[Energy, _Mapping]] = ..., pue: _Optional[float] = ..., facility_energy_wh: _Optional[float] = ..., wue_l_per_kwh: _Optional[float] = ..., water_l: _Optional[float] = ..., site: _Optional[str] = ..., grid_region: _Optional[str] = ..., intensity_g_per_kwh: _Optional[float] = ..., intensity_source: _Optional[str] = ..., embodied_co2e_g: _Optional[float] = ..., sci: _Optional[float] = ..., sci_unit: _Optional[str] = ..., functional_units: _Optional[float] = ..., json: _Optional[str] = ..., temporal: _Optional[_Union[TemporalConsistency, _Mapping]] = ..., recipe_hash: _Optional[str] = ...) -> None: ...
 
 class TemporalConsistency(_message.Message):
-    __slots__ = ("computed", "reason", "method", "gap1", "trajectory", "window", "valid_fraction")
+    __slots__ = ("computed", "reason", "method", "gap1", "trajectory", "window", "valid_fraction", "control_adherence")
     COMPUTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -425,6 +425,7 @@ class TemporalConsistency(_message.Message):
     TRAJECTORY_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     VALID_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_ADHERENCE_FIELD_NUMBER: _ClassVar[int]
     computed: bool
     reason: str
     method: str
@@ -432,7 +433,8 @@ class TemporalConsistency(_message.Message):
     trajectory: float
     window: int
     valid_fraction: float
-    def __init__(self, computed: _Optional[bool] = ..., reason: _Optional[str] = ..., method: _Optional[str] = ..., gap1: _Optional[float] = ..., trajectory: _Optional[float] = ..., window: _Optional[int] = ..., valid_fraction: _Optional[float] = ...) -> None: ...
+    control_adherence: float
+    def __init__(self, computed: _Optional[bool] = ..., reason: _Optional[str] = ..., method: _Optional[str] = ..., gap1: _Optional[float] = ..., trajectory: _Optional[float] = ..., window: _Optional[int] = ..., valid_fraction: _Optional[float] = ..., control_adherence: _Optional[float] = ...) -> None: ...
 
 class JobCompleted(_message.Message):
     __slots__ = ("report",)
