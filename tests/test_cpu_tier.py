@@ -244,3 +244,25 @@ def test_presets_are_advertised_and_priced_through_a_real_bridge(draft_profile, 
         assert estimates["draft"].wall_s < estimates["final"].wall_s
         with pytest.raises(InvalidArgumentError, match="generation.quality"):
             client.estimate(shot8.tags.project, 8, 64, 64, _settings(draft_profile, quality="fast"))
+
+
+def test_capabilities_never_wait_for_device_detection(monkeypatch):
+    """Until torch is imported (by warm() on the bridge's startup thread, or
+    a job), info() lists no device instead of importing torch inside an RPC."""
+    import sys
+
+    from bridge.backends.animatediff import AnimateDiffBackend
+    from bridge.backends.devices import DeviceChoice
+
+    backend = AnimateDiffBackend()
+    calls = []
+
+    def pick_device(override=None):
+        calls.append(override)
+        return DeviceChoice("cpu", "float32", None, "test")
+
+    monkeypatch.setattr("bridge.backends.diffusion.pick_device", pick_device)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)   # as in a fresh bridge process
+    assert backend.info().devices == () and calls == []
+    backend.warm()
+    assert backend.info().devices == ("cpu",) and calls == [None]

@@ -78,6 +78,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def info(self) -> BackendInfo: ...
 
+    def warm(self) -> None:
+        """Do slow, one-off detection work now (the bridge calls it on a
+        thread at startup); the default has none."""
+        self.info()
+
     def check_inputs(self, shot: Shot | ShotOutline, settings: GenerationSettings) -> None:
         """Raise InvalidArgumentError / LimitExceededError; default checks the
         declared limits and that the passes the enabled controls need exist."""

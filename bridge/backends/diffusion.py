@@ -5,6 +5,7 @@ wan_vace.py) for everything else."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 from ..errors import GreenlightError
 from .base import Backend, BackendInfo, QualityPreset
@@ -39,9 +40,17 @@ class DiffusionBackend(Backend):
         self._devices: tuple[str, ...] | None = None
         self._presets: tuple[QualityPreset, ...] | None = None
 
-    def info(self) -> BackendInfo:
+    def warm(self) -> None:
+        """Detect the device now (imports torch: seconds); the bridge calls
+        this on a thread at startup so that no RPC waits for it."""
+        self.info(detect=True)
+
+    def info(self, detect: bool = False) -> BackendInfo:
+        """What this backend offers. The device is detected once torch is
+        imported (by ``warm`` at startup, or a job): until then ``devices``
+        is empty rather than making a GetCapabilities call wait seconds."""
         ok, why = torch_available()
-        if ok and self._devices is None:
+        if ok and self._devices is None and (detect or "torch" in sys.modules):
             try:
                 self._devices = (pick_device(self.device_override).device,)
             except GreenlightError as exc:    # e.g. a bad $GREENLIGHT_CPU_DTYPE: unavailable, and why

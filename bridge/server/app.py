@@ -183,7 +183,7 @@ async def _start(config: BridgeConfig, servicer: BridgeServicer) -> tuple[grpc.a
 def _warm_backends(backends: dict[str, Backend]) -> None:
     for backend in backends.values():
         try:
-            backend.info()
+            backend.warm()
         except Exception:   # info() is asked again by every GetCapabilities; it reports its own failures there
             log.exception("backend %s: capabilities could not be read at startup", backend.id)
 
