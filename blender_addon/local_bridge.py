@@ -283,7 +283,8 @@ class LocalBridge:
         try:
             python = self.find_python()
             port = self._choose_port()
-            self.token = secrets.token_urlsafe(32)
+            # a restart keeps the token: workers watching jobs hold it, and re-attach with it after a crash
+            self.token = self.token or secrets.token_urlsafe(32)
             self.data_dir.mkdir(parents=True, exist_ok=True)
             _write_private(self.data_dir / TOKEN_FILE, self.token + "\n")
             digest = hashlib.sha256(self.token.encode("utf-8")).hexdigest()
@@ -348,7 +349,9 @@ class LocalBridge:
         return self._state
 
     def restart(self, wait: bool = True) -> BridgeState:
-        self.stop()
+        """Stop the process and start it again on the same port with the same token (job records and
+        running workers keep their address and credentials)."""
+        self._terminate()
         return self.start(wait=wait)
 
     def stop(self) -> None:

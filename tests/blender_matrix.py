@@ -10,8 +10,8 @@ holds that ``bpy`` on the right Python, else a cached venv
 .[blender-tests]`` (pytest and the core dependencies; no torch). A cached
 venv is reused while its stamp (bpy, Python, the dependency lists in
 pyproject.toml) matches, rebuilt otherwise. Then the Blender test files run
-there, the diffusion ("tiny") cases deselected: they need torch, which the
-main run covers on Python 3.11. One summary line per version; the exit
+there, the tests marked ``diffusion`` deselected (``-m "not diffusion"``):
+they need torch, which the main run covers on Python 3.11. One summary line per version; the exit
 status is non-zero when any version fails or cannot be set up (a missing
 Python 3.13 included: install one, or point ``GREENLIGHT_PYTHON_3_13`` at
 it).
@@ -50,7 +50,7 @@ MATRIX = {
 EXTRA = "blender-tests"
 TEST_FILES = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "tests").glob("test_blender_*.py")) + [
     "tests/test_engine_renders_e2e.py"]
-PYTEST_ARGS = ["-q", "-p", "no:cacheprovider", "-k", "not tiny", "--timeout", "300"]
+PYTEST_ARGS = ["-q", "-p", "no:cacheprovider", "-m", "not diffusion", "--timeout", "300"]
 STAMP = "greenlight-matrix.json"
 
 

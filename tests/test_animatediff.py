@@ -21,6 +21,8 @@ from bridge.errors import InvalidArgumentError, PreconditionError  # noqa: E402
 from bridge.shot.request import ControlSettings, GenerationSettings  # noqa: E402
 from bridge.shot.synthetic import sample_shot  # noqa: E402
 
+pytestmark = pytest.mark.diffusion   # needs torch + diffusers (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def tiny_profile(tmp_path_factory):

@@ -61,6 +61,7 @@ def _settings(profile, **kw):
 
 
 # ------------------------------------------------------------------ dtype and threads
+@pytest.mark.diffusion
 def test_bf16_where_the_cpu_has_amx_or_avx512_bf16_else_fp32():
     assert cpu_dtype(SAPPHIRE_RAPIDS, env={}) == ("bfloat16", "bf16: the CPU has AMX-BF16 and AVX512-BF16")
     assert cpu_dtype(ZEN4, env={}) == ("bfloat16", "bf16: the CPU has AVX512-BF16")
@@ -83,6 +84,7 @@ def test_env_overrides_the_dtype_and_a_bad_value_is_refused_by_name():
         cpu_dtype(ZEN4, env={"GREENLIGHT_CPU_DTYPE": "fp8"})
 
 
+@pytest.mark.diffusion
 def test_pick_device_on_a_cpu_says_which_dtype_and_why(monkeypatch):
     monkeypatch.delenv("GREENLIGHT_CPU_DTYPE", raising=False)
     choice = pick_device("cpu", cpuinfo=ZEN4)
@@ -95,6 +97,52 @@ def test_pick_device_on_a_cpu_says_which_dtype_and_why(monkeypatch):
     assert not info.available and "GREENLIGHT_CPU_DTYPE" in info.unavailable_reason
 
 
+def test_freed_heap_goes_back_to_the_os_where_glibc_has_malloc_trim():
+    import platform
+
+    from bridge.backends.devices import release_freed_heap
+
+    assert release_freed_heap() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_torch_compile_is_off_unless_asked_and_a_bad_value_is_refused_by_name():
+    from bridge.backends.devices import torch_compile_mode
+
+    assert torch_compile_mode(env={}) == "off"
+    assert torch_compile_mode(env={"GREENLIGHT_TORCH_COMPILE": " UNet "}) == "unet"
+    with pytest.raises(PreconditionError, match=r"GREENLIGHT_TORCH_COMPILE.*'max'"):
+        torch_compile_mode(env={"GREENLIGHT_TORCH_COMPILE": "max"})
+
+
+@pytest.mark.diffusion
+def test_a_compiled_unet_gives_the_eager_frames_and_is_compiled_once_per_load(draft_profile, shot8, monkeypatch):
+    """torch.compile on the motion UNet (GREENLIGHT_TORCH_COMPILE=unet), with torch's real inductor code
+    generator: the same frames as eager (to bf16-free float32 rounding), compiled once per cached load."""
+    import torch
+
+    from bridge.backends import devices
+
+    eager = RecordingContext()
+    AnimateDiffBackend().run(shot8, _settings(draft_profile, quality="draft"), eager)
+    monkeypatch.setenv("GREENLIGHT_TORCH_COMPILE", "unet")
+    compiled_calls = []
+    real = devices.compile_model
+    monkeypatch.setattr("bridge.backends.animatediff.compile_model",
+                        lambda m: compiled_calls.append(type(m).__name__) or real(m))
+    backend = AnimateDiffBackend()
+    first, second = RecordingContext(), RecordingContext()
+    backend.run(shot8, _settings(draft_profile, quality="draft"), first)
+    backend.run(shot8, _settings(draft_profile, quality="draft"), second)
+    assert compiled_calls == ["UNetMotionModel"]
+    entry = backend.components(backend.plan(shot8, _settings(draft_profile, quality="draft")), "cpu",
+                               torch.float32)
+    assert isinstance(entry["unet_motion"], torch._dynamo.eval_frame.OptimizedModule)
+    for i in range(8):
+        assert np.abs(first.frames[i].astype(int) - eager.frames[i].astype(int)).max() <= 2
+        assert np.array_equal(first.frames[i], second.frames[i])
+
+
+@pytest.mark.diffusion
 def test_threads_come_from_the_affinity_mask_and_are_set_once():
     import torch
 
@@ -107,6 +155,7 @@ def test_threads_come_from_the_affinity_mask_and_are_set_once():
 
 
 # ------------------------------------------------------------------ the tiny decoder
+@pytest.mark.diffusion
 def test_tiny_decoder_loads_through_the_real_loader(draft_profile):
     import torch
     from diffusers import AutoencoderKL, AutoencoderTiny
@@ -129,6 +178,7 @@ def _count_calls(module, calls: list, name: str):
     return module.register_forward_hook(lambda *_: calls.append(name))
 
 
+@pytest.mark.diffusion
 def test_previews_use_the_tiny_decoder_final_frames_the_full_vae_draft_frames_the_tiny_one(draft_profile, shot8):
     backend = AnimateDiffBackend()
     plan = backend.plan(shot8, _settings(draft_profile))
@@ -164,6 +214,7 @@ def test_previews_use_the_tiny_decoder_final_frames_the_full_vae_draft_frames_th
     assert backend.cache.loads == 1
 
 
+@pytest.mark.diffusion
 def test_draft_is_deterministic_per_seed(draft_profile, shot8):
     backend = AnimateDiffBackend()
     a = RecordingContext()
@@ -177,6 +228,7 @@ def test_draft_is_deterministic_per_seed(draft_profile, shot8):
     assert a.frames[5].std() > 1, "frames are blank"
 
 
+@pytest.mark.diffusion
 def test_bf16_tier_runs_deterministically(draft_profile, shot8, monkeypatch):
     monkeypatch.setenv("GREENLIGHT_CPU_DTYPE", "bfloat16")
     backend = AnimateDiffBackend()
@@ -209,6 +261,7 @@ def test_quality_is_validated_and_travels_on_the_wire():
                                      GenerationSettings(backend="guides", quality="draft"))
 
 
+@pytest.mark.diffusion
 def test_estimate_work_reflects_the_preset(draft_profile, shot8):
     backend = AnimateDiffBackend()
     final = backend.estimate_work(shot8, _settings(draft_profile))
@@ -219,6 +272,7 @@ def test_estimate_work_reflects_the_preset(draft_profile, shot8):
     assert preset_defaults(backend.plan(shot8, _settings(draft_profile)).profile, "draft")["decoder"] == "tiny"
 
 
+@pytest.mark.diffusion
 def test_presets_are_advertised_and_priced_through_a_real_bridge(draft_profile, shot8, start_bridge):
     bridge = start_bridge(backends={"guides": GuidesBackend(), "animatediff": AnimateDiffBackend(
         profile=draft_profile.stem)})
@@ -246,6 +300,7 @@ def test_presets_are_advertised_and_priced_through_a_real_bridge(draft_profile, 
             client.estimate(shot8.tags.project, 8, 64, 64, _settings(draft_profile, quality="fast"))
 
 
+@pytest.mark.diffusion
 def test_capabilities_never_wait_for_device_detection(monkeypatch):
     """Until torch is imported (by warm() on the bridge's startup thread, or
     a job), info() lists no device instead of importing torch inside an RPC."""

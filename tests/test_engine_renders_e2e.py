@@ -280,7 +280,7 @@ def _generation(backend: str, tiny_profile=None, has_pose: bool = True) -> Gener
                               model_profile=tiny_profile.stem)
 
 
-@pytest.mark.parametrize("backend", ["guides", "tiny"])
+@pytest.mark.parametrize("backend", ["guides", pytest.param("tiny", marks=pytest.mark.diffusion)])
 @pytest.mark.parametrize("name", NAMES)
 def test_end_to_end_through_the_bridge(name, backend, shots, start_bridge, tmp_path, request):
     profile = request.getfixturevalue("tiny_profile") if backend == "tiny" else None

@@ -216,6 +216,7 @@ def shot6():
     return sample_shot(frames=6, width=64, height=64)
 
 
+@pytest.mark.diffusion
 def test_mode_off_is_bit_identical_to_todays_pipeline(backend, tiny_profile, shot6):
     import torch
 
@@ -225,6 +226,7 @@ def test_mode_off_is_bit_identical_to_todays_pipeline(backend, tiny_profile, sho
     assert guidance is not None and guidance.unet_calls == 0 and guidance.attention_calls == 0
 
 
+@pytest.mark.diffusion
 def test_attention_changes_the_output_is_deterministic_and_is_removed(backend, tiny_profile, shot6):
     import torch
 
@@ -247,6 +249,7 @@ def test_attention_changes_the_output_is_deterministic_and_is_removed(backend, t
     assert torch.equal(late, today) and g is not None and g.attention_calls == 0
 
 
+@pytest.mark.diffusion
 def test_fusion_changes_the_output_and_pulls_frames_together(backend, tiny_profile, shot6):
     import torch
 
@@ -268,6 +271,7 @@ def test_fusion_changes_the_output_and_pulls_frames_together(backend, tiny_profi
     assert gap(fused) < gap(attn)
 
 
+@pytest.mark.diffusion
 def test_fuse_latents_blends_predecessors_only_where_visible():
     import torch
 
@@ -285,6 +289,7 @@ def test_fuse_latents_blends_predecessors_only_where_visible():
     assert torch.allclose(out[:, :, 1, :, 1:], lat[:, :, 0, :, :3], atol=1e-6)   # weight 1: carried
 
 
+@pytest.mark.diffusion
 def test_long_shot_with_freenoise_windows(backend, tiny_profile):
     import torch
 

@@ -80,6 +80,7 @@ def _run_job(start_bridge, data_dir, shot, generation):
     return job_id, report
 
 
+@pytest.mark.diffusion
 def test_report_carries_a_recipe_and_replay_is_bit_identical(start_bridge, tiny_profile, tmp_path):
     from bridge.cli import main
 
@@ -124,6 +125,7 @@ def test_report_carries_a_recipe_and_replay_is_bit_identical(start_bridge, tiny_
     assert result.replay_hash == result.recipe_hash and result.environment_changes == []
 
 
+@pytest.mark.diffusion
 def test_one_changed_pass_byte_shows_as_a_different_input_hash(start_bridge, tiny_profile, tmp_path, capsys):
     from bridge.cli import main
 

@@ -86,11 +86,16 @@ def test_start_job_crash_restart_stop(tmp_path, small_shot):
         assert "stopped unexpectedly (exit code -9)" in lb.message and str(lb.log_path) in lb.message
         assert any("listening on" in line for line in lb.log_tail(20))
 
-        # restart: the same port again (job records keep their address), a new token
+        # restart: the same port and the same token, so job records and the workers watching them (which
+        # hold the address and token they started with) re-attach to the jobs in the same data folder
         assert lb.restart() is BridgeState.SERVING, lb.message
-        assert lb.address == f"{host}:{port}" and lb.pid != first_pid and lb.token != first_token
-        with BridgeClient(lb.address, token=lb.token) as client:
-            assert [j.job_id for j in client.jobs(job.project)] == [job.job_id]   # the same data folder
+        assert lb.address == f"{host}:{port}" and lb.pid != first_pid and lb.token == first_token
+        assert (tmp_path / "data" / local_bridge.TOKEN_FILE).read_text().strip() == first_token
+        with BridgeClient(f"{host}:{port}", token=first_token) as client:
+            assert [j.job_id for j in client.jobs(job.project)] == [job.job_id]
+            again = client.download(job.job_id, tmp_path / "frames-again")
+        assert again is not None and again.kind is EventKind.COMPLETED, again
+        assert len(list((tmp_path / "frames-again").glob("frame_*.png"))) == small_shot.frame_count
     finally:
         pid = lb.pid
         lb.stop()

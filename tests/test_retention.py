@@ -175,15 +175,18 @@ def test_the_bridge_itself_applies_retention(start_bridge, small_shot, paced):
     bridge = start_bridge(backends={"paced": paced}, retention_days={"*": 0}, retention_sweep_s=0.05)
     assert bridge.retention is not None
     with BridgeClient(bridge.address) as client:
-        job_id = _done(client, small_shot)
-        deadline = time.monotonic() + 10
+        # a 0-day retention may delete the job between two polls, before this client sees it COMPLETED: watch
+        # it until it is gone; the audit line below shows it was a finished job the sweeper removed
+        job_id = client.submit(small_shot, PACED).job.job_id
+        deadline = time.monotonic() + 20
+        seen = set()
         while True:
             try:
-                client.job(job_id)
+                seen.add(client.job(job_id).state)
             except NotFoundError:
                 break
-            assert time.monotonic() < deadline, "the bridge never applied retention_days"
-            time.sleep(0.05)
+            assert time.monotonic() < deadline, f"the bridge never applied retention_days (states seen: {seen})"
+            time.sleep(0.02)
     bridge.stop(grace=0)
     assert not bridge.retention._thread.is_alive()
     lines = [json.loads(line) for line in (bridge.config.data_dir / "audit.jsonl").read_text().splitlines()]

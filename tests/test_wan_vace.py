@@ -15,6 +15,8 @@ from bridge.shot.request import ControlSettings, GenerationSettings  # noqa: E40
 from bridge.shot.synthetic import sample_shot  # noqa: E402
 from tests.test_animatediff import RecordingContext  # noqa: E402
 
+pytestmark = pytest.mark.diffusion   # needs torch + diffusers (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def wan_profile(tmp_path_factory):

@@ -32,7 +32,16 @@ from ..errors import BackendError, InvalidArgumentError
 from ..shot.model import Shot, ShotOutline
 from ..shot.request import ControlSettings, GenerationSettings
 from .base import JobContext, QualityPreset
-from .devices import MemorySettings, configure_cpu_threads, default_memory_settings, is_out_of_memory, pick_device
+from .devices import (
+    MemorySettings,
+    compile_model,
+    configure_cpu_threads,
+    default_memory_settings,
+    is_out_of_memory,
+    pick_device,
+    release_freed_heap,
+    torch_compile_mode,
+)
 from .diffusion import DiffusionBackend
 from .loading import has_component, require_components, to_channels_last
 from .profiles import SCHEDULERS, ModelProfile, load_profile
@@ -69,6 +78,7 @@ class _Plan:
     quality: str = "final"
     decoder: str = "full"        # final frames: "full" (the VAE) or "tiny" (vae_preview)
     tiny_decoder: bool = False   # the profile has one: previews use it
+    beta_schedule: str = ""      # overrides the base scheduler's (AnimateLCM: "linear"); "" keeps it
 
 
 def preset_defaults(profile: ModelProfile, quality: str) -> dict:
@@ -80,22 +90,24 @@ def preset_defaults(profile: ModelProfile, quality: str) -> dict:
         return final
     draft = profile.default("draft", {})
     if not isinstance(draft, dict):
-        raise _broken(profile, "defaults.draft must be a table ([defaults.draft])")
+        raise profile.broken("defaults.draft must be a table ([defaults.draft])")
     out = {"steps": int(draft.get("steps", max(1, steps // DRAFT_STEP_FRACTION))),
            "guidance_scale": float(draft.get("guidance_scale", final["guidance_scale"])),
            "scheduler": str(draft.get("scheduler", final["scheduler"])),
            "decoder": "tiny" if has_component(profile, TINY_DECODER) else "full"}
     if out["scheduler"] not in SCHEDULERS:
-        raise _broken(profile, f"defaults.draft.scheduler must be one of {SCHEDULERS}")
+        raise profile.broken(f"defaults.draft.scheduler must be one of {SCHEDULERS}")
     return out
 
 
-def _broken(profile: ModelProfile, why: str):
-    from ..errors import PreconditionError
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
-    log.warning("model profile %s is broken: %s", profile.path, why)
-    return PreconditionError(f"model profile {profile.name!r} on this bridge is broken ({why}); "
-                             "the bridge's operator must fix its file")
+
+def _beta_schedule(profile: ModelProfile) -> str:
+    value = profile.default("beta_schedule", "")
+    if value and value not in BETA_SCHEDULES:
+        raise profile.broken(f"defaults.beta_schedule must be one of {BETA_SCHEDULES}")
+    return str(value)
 
 
 def preset_work(profile: ModelProfile, quality: str, steps: int = 0, guidance_scale: float = 0.0) -> float:
@@ -151,6 +163,7 @@ class AnimateDiffBackend(DiffusionBackend):
             context_stride=int(profile.default("context_stride", 4)),
             scheduler=preset["scheduler"], quality=quality, decoder=preset["decoder"],
             tiny_decoder=has_component(profile, TINY_DECODER),
+            beta_schedule=_beta_schedule(profile),
         )
 
     def check_inputs(self, shot: Shot | ShotOutline, settings: GenerationSettings) -> None:
@@ -170,10 +183,13 @@ class AnimateDiffBackend(DiffusionBackend):
                 raise InvalidArgumentError("generation.temporal.mode: flow guidance needs depth and motion passes "
                                            "on every frame; render them or set mode 'off'",
                                            field="generation.temporal.mode")
+        torch_compile_mode()       # a bad $GREENLIGHT_TORCH_COMPILE refuses the job now, not after the upload
         require_components(plan.profile, self.needed(plan))
 
     def needed(self, plan: _Plan) -> set[str]:
         extra = {TINY_DECODER} if plan.tiny_decoder else set()
+        if has_component(plan.profile, "lora"):
+            extra.add("lora")
         return BASE_COMPONENTS | {CONTROL_COMPONENT[c.kind] for c in plan.controls} | extra
 
     def estimate_work(self, shot: Shot | ShotOutline, settings: GenerationSettings) -> float:
@@ -231,19 +247,34 @@ class AnimateDiffBackend(DiffusionBackend):
             entry["unet_motion"] = build_motion_unet(entry["unet"], entry["motion_adapter"], device, dtype)
             share_motion_weights(entry["motion_adapter"], entry["unet_motion"])
             entry["unet"] = None     # kept as a key: the cache sees it loaded
-        return self.cache.get(plan.profile, device, dtype, needed=self.needed(plan))
+            import gc
+
+            gc.collect()
+            release_freed_heap()     # the 2-D UNet's memory back to the OS before the ControlNets load
+        entry = self.cache.get(plan.profile, device, dtype, needed=self.needed(plan))
+        if entry.get("lora") is not None and "lora_merged" not in entry:
+            from .lora import fuse_lora
+
+            # once per load: the cached UNet and text encoder keep the merged weights
+            entry["lora_merged"] = fuse_lora(self.build_pipeline(entry, plan), entry["lora"])
+        if torch_compile_mode() == "unet" and "unet_eager" not in entry:
+            # after the LoRA merge (compiled code would not see it); once per load, like the merge
+            entry["unet_eager"] = entry["unet_motion"]
+            entry["unet_motion"] = compile_model(entry["unet_motion"])
+        return entry
 
     def build_pipeline(self, entry: dict, plan: _Plan):
         from diffusers import AnimateDiffControlNetPipeline, DDIMScheduler, EulerDiscreteScheduler, LCMScheduler
         from diffusers.models.controlnets import MultiControlNetModel
 
         scheduler_cls = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "lcm": LCMScheduler}[plan.scheduler]
+        overrides = {"beta_schedule": plan.beta_schedule} if plan.beta_schedule else {}
         return AnimateDiffControlNetPipeline(
             vae=entry["vae"] if plan.decoder == "full" else entry[TINY_DECODER],
             text_encoder=entry["text_encoder"], tokenizer=entry["tokenizer"],
             unet=entry["unet_motion"], motion_adapter=entry["motion_adapter"],
             controlnet=MultiControlNetModel([entry[CONTROL_COMPONENT[c.kind]] for c in plan.controls]),
-            scheduler=scheduler_cls.from_config(entry["scheduler"].config),
+            scheduler=scheduler_cls.from_config(entry["scheduler"].config, **overrides),
         )
 
     def _run(self, shot, settings, ctx: JobContext, plan: _Plan, choice, memory: MemorySettings) -> None:

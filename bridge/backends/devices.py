@@ -23,6 +23,9 @@ GIB = 1024 ** 3
 CPU_DTYPE_ENV = "GREENLIGHT_CPU_DTYPE"
 CPU_DTYPES = ("float32", "bfloat16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")     # /proc/cpuinfo names, best first
+COMPILE_ENV = "GREENLIGHT_TORCH_COMPILE"
+COMPILE_MODES = ("off", "unet")
+COMPILE_BACKEND = "inductor"                  # torch.compile's default code generator
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,28 @@ def cpu_dtype(cpuinfo: str | None = None, env: Mapping[str, str] | None = None) 
     return ("bfloat16", f"bf16: {why}") if ok else ("float32", f"fp32: {why}")
 
 
+def torch_compile_mode(env: Mapping[str, str] | None = None) -> str:
+    """``$GREENLIGHT_TORCH_COMPILE``: "off" (the default) or "unet" (the
+    denoising model is compiled once per load with torch.compile; the first
+    job of a profile pays the compile, later ones reuse it: docs/cpu.md has
+    what it measured to cost and save)."""
+    wanted = (os.environ if env is None else env).get(COMPILE_ENV, "").strip().lower() or "off"
+    if wanted not in COMPILE_MODES:
+        raise PreconditionError(f"${COMPILE_ENV} on the bridge must be one of {COMPILE_MODES} (or unset: off), "
+                                f"got {wanted!r}; the bridge's operator must fix it")
+    return wanted
+
+
+def compile_model(model):
+    """``torch.compile`` of ``model`` with the bridge's code generator (the
+    module's parameters stay shared with the original)."""
+    import torch
+
+    log.info("compiling %s with torch.compile (backend %s): the first job pays for it",
+             type(model).__name__, COMPILE_BACKEND)
+    return torch.compile(model, backend=COMPILE_BACKEND)
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask), at least 1."""
     try:
@@ -121,12 +146,13 @@ def configure_cpu_threads(cores: int | None = None) -> int:
         import torch
 
         if os.environ.get("OMP_NUM_THREADS"):
-            _threads_set = torch.get_num_threads()
+            threads = int(torch.get_num_threads())
         else:
-            _threads_set = cores or usable_cores()
-            torch.set_num_threads(_threads_set)
-        log.info("torch uses %d CPU threads", _threads_set)
-        return _threads_set
+            threads = cores or usable_cores()
+            torch.set_num_threads(threads)
+        _threads_set = threads
+        log.info("torch uses %d CPU threads", threads)
+        return threads
 
 
 def pick_device(override: str | None = None, cpuinfo: str | None = None) -> DeviceChoice:
@@ -192,3 +218,24 @@ def free_device_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    release_freed_heap()
+
+
+def release_freed_heap() -> bool:
+    """Hand heap memory that Python and torch have freed back to the OS
+    (glibc's ``malloc_trim``). Weights dropped while loading (the 2-D UNet
+    once the motion UNet is built from it) are otherwise kept by the
+    allocator and counted in the bridge's RSS. False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:
+        return False
+    if trim is None:
+        return False
+    trim(0)
+    return True

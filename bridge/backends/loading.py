@@ -46,6 +46,10 @@ class ModelMissingError(PreconditionError):
 
 # The scheduler class is whatever the checkpoint's scheduler_config.json names.
 SCHEDULER_FROM_CONFIG = "diffusers:<scheduler_config>"
+# A LoRA is a weights file, not a model: it is found (local folder or hub cache) here and merged into the
+# UNet and text encoder by the backend (lora.py). Its file name: [defaults] lora_weight_name.
+LORA = "lora:<weights file>"
+DEFAULT_LORA_FILE = "pytorch_lora_weights.safetensors"   # what diffusers' save_lora_weights writes
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,9 @@ ANIMATEDIFF_COMPONENTS = (
     # the tiny decoder (TAESD geometry, e.g. madebyollin/taesd): step previews always, final frames in "draft".
     # A profile names it [components] vae_preview (or vae_tiny, the same role).
     ComponentSpec("vae_preview", "diffusers:AutoencoderTiny", "vae_preview", None, "config.json", True),
+    # a few-step LoRA (LCM, AnimateLCM, Hyper-SD) merged into the weights once per load (lora.py);
+    # the marker is the profile's [defaults] lora_weight_name
+    ComponentSpec("lora", LORA, "lora", None, DEFAULT_LORA_FILE, True),
 )
 TINY_DECODER_KEYS = ("vae_preview", "vae_tiny")
 # conv-heavy 2-D components of the animatediff family laid out channels-last on a CPU (oneDNN's preferred
@@ -96,6 +103,12 @@ def _source_for(profile: ModelProfile, spec: ComponentSpec) -> tuple[str | None,
     if spec.name == "vae_preview":
         return next((profile.source(k) for k in TINY_DECODER_KEYS if profile.source(k)), None), None
     return profile.source(spec.profile_key), spec.subfolder
+
+
+def _marker(profile: ModelProfile, spec: ComponentSpec) -> str:
+    if spec.loader == LORA:
+        return str(profile.default("lora_weight_name", DEFAULT_LORA_FILE))
+    return spec.marker
 
 
 def has_component(profile: ModelProfile, name: str) -> bool:
@@ -127,7 +140,8 @@ def missing_components(profile: ModelProfile, needed: set[str] | None = None):
             if not spec.optional:
                 missing.append((spec.name, "(not named)", f"the profile names no {spec.profile_key}"))
             continue
-        rel = f"{subfolder}/{spec.marker}" if subfolder else spec.marker
+        marker = _marker(profile, spec)
+        rel = f"{subfolder}/{marker}" if subfolder else marker
         if _is_local(source):
             if not (Path(source) / rel).is_file():
                 missing.append((spec.name, source, f"{rel} not found in that folder"))
@@ -167,6 +181,8 @@ def load_component(profile: ModelProfile, spec: ComponentSpec, dtype=None):
     kwargs = {}
     if subfolder:
         kwargs["subfolder"] = subfolder
+    if spec.loader == LORA:
+        return _find_lora(profile, spec, source)
     if spec.loader == SCHEDULER_FROM_CONFIG:
         import diffusers
 
@@ -194,6 +210,28 @@ def load_component(profile: ModelProfile, spec: ComponentSpec, dtype=None):
         raise ModelMissingError(profile, spec.name, source, _load_failure(source, exc)) from exc
 
 
+def _find_lora(profile: ModelProfile, spec: ComponentSpec, source: str):
+    """The LoRA's weights file on this machine (a local folder, or the hub cache / a download), and its scale."""
+    from .lora import LoraWeights
+
+    name = _marker(profile, spec)
+    scale = profile.default("lora_scale", 1.0)
+    if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 < scale <= 4:
+        raise profile.broken(f"defaults.lora_scale must be a number in (0, 4], got {scale!r}")
+    if _is_local(source):
+        path = Path(source) / name
+        if not path.is_file():
+            raise ModelMissingError(profile, spec.name, source, f"{name} not found in that folder")
+        return LoraWeights(str(path), float(scale))
+    from huggingface_hub import hf_hub_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    try:
+        return LoraWeights(hf_hub_download(source, name, local_files_only=offline), float(scale))
+    except (OSError, ValueError) as exc:   # EntryNotFound / LocalEntryNotFound are OSError subclasses
+        raise ModelMissingError(profile, spec.name, source, _load_failure(source, exc)) from exc
+
+
 def pull(profile: ModelProfile) -> list[str]:
     """Download every hub component of a profile into the HF cache."""
     from huggingface_hub import snapshot_download
@@ -206,6 +244,8 @@ def pull(profile: ModelProfile) -> list[str]:
         # configs, tokenizer files and the full-precision safetensors only: hub
         # repos also carry .bin, .ckpt and fp16 copies of the same weights
         files = ["*.json", "*.txt", "*.model", "diffusion_pytorch_model*.safetensors", "model*.safetensors"]
+        if spec.loader == LORA:
+            files = [_marker(profile, spec)]
         patterns = [f"{subfolder}/{f}" for f in files] if subfolder else files
         snapshot_download(source, allow_patterns=patterns)
         done.append(f"{spec.name}: {source}" + (f"/{subfolder}" if subfolder else ""))
@@ -249,8 +289,8 @@ class ComponentCache:
                     continue
                 if needed is None and spec.optional and _source_for(profile, spec)[0] is None:
                     continue
-                component = load_component(profile, spec, dtype)
-                if hasattr(component, "to") and spec.name not in ("tokenizer", "scheduler"):
+                component: Any = load_component(profile, spec, dtype)
+                if hasattr(component, "to") and spec.name not in ("tokenizer", "scheduler", "lora"):
                     component = component.to(device)
                     if device == "cpu" and profile.family == "animatediff" and spec.name in CHANNELS_LAST:
                         component = to_channels_last(component)

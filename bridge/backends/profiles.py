@@ -88,6 +88,12 @@ class ModelProfile:
     def default(self, key: str, fallback):
         return self.defaults.get(key, fallback)
 
+    def broken(self, why: str) -> PreconditionError:
+        """The error for a profile file whose content is wrong: the client sees its name, the log its path."""
+        log.warning("model profile %s is broken: %s", self.path, why)
+        return PreconditionError(f"model profile {self.name!r} on this bridge is broken ({why}); "
+                                 "the bridge's operator must fix its file")
+
     def license(self, component: str) -> License:
         """The component's licence; ``unknown`` when the profile gives none."""
         return self.licenses.get(component, UNKNOWN_LICENSE)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -157,16 +157,54 @@ def build_tiny_wan_vace(root: str | Path, seed: int = 0) -> Path:
         '[defaults]\nsteps = 3\nguidance_scale = 5.0\npreview_every_n_steps = 2\n')
     return profile
 
+def build_tiny_lora(unet_folder: str | Path, folder: str | Path, seed: int = 0, rank: int = 2,
+                    text_encoder_folder: str | Path | None = None) -> Path:
+    """A random LoRA (PEFT, ``init_lora_weights=False`` so it changes the
+    weights) on the attention projections of the UNet in ``unet_folder``
+    (and the CLIP text encoder's, given its folder), saved with diffusers'
+    ``save_lora_weights`` as ``pytorch_lora_weights.safetensors`` under
+    ``folder``. Returns the weights file."""
+    import torch
+    from diffusers import AnimateDiffControlNetPipeline, UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
 
-def direct_animatediff_pipeline(profile_path: str | Path):
-    """The tiny model as a plain diffusers AnimateDiffControlNetPipeline,
-    loaded straight from its folders without Greenlight's loader: the
-    reference that tests and benchmarks compare the bridge against."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(unet_folder)
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    layers: dict[str, Any] = {"unet_lora_layers": get_peft_model_state_dict(unet)}
+    if text_encoder_folder is not None:
+        from peft import inject_adapter_in_model
+        from transformers import CLIPTextModel
+
+        # peft's own injection: transformers' add_adapter asks for a newer peft than the one diffusers needs
+        text_encoder = inject_adapter_in_model(
+            LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                       target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]),
+            CLIPTextModel.from_pretrained(text_encoder_folder))
+        layers["text_encoder_lora_layers"] = get_peft_model_state_dict(text_encoder)
+    AnimateDiffControlNetPipeline.save_lora_weights(folder, **layers)
+    return Path(folder) / "pytorch_lora_weights.safetensors"
+
+
+def direct_animatediff_pipeline(profile_path: str | Path, dtype=None, tiny_decoder: bool = False,
+                                 scheduler: str = "ddim", channels_last: bool = False):
+    """A model in this module's folder layout (the tiny one, or the real-size
+    random one of benchmarks/cpu_tier.py) as a plain diffusers
+    AnimateDiffControlNetPipeline, loaded straight from its folders without
+    Greenlight's loader: the reference that tests and benchmarks compare the
+    bridge against. ``dtype`` (e.g. torch.bfloat16) is passed to every
+    ``from_pretrained``; ``tiny_decoder`` decodes with ``vae_preview/``;
+    ``scheduler`` "ddim" or "lcm" over the base scheduler config."""
+    import torch
     from diffusers import (
         AnimateDiffControlNetPipeline,
         AutoencoderKL,
+        AutoencoderTiny,
         ControlNetModel,
         DDIMScheduler,
+        LCMScheduler,
         MotionAdapter,
         UNet2DConditionModel,
     )
@@ -174,18 +212,29 @@ def direct_animatediff_pipeline(profile_path: str | Path):
     from transformers import CLIPTextModel, CLIPTokenizer
 
     root = Path(profile_path).parent
+    typed: dict[str, Any] = {"torch_dtype": dtype} if dtype is not None else {}
+    vae = (AutoencoderTiny.from_pretrained(root / "vae_preview", **typed) if tiny_decoder
+           else AutoencoderKL.from_pretrained(root / "base", subfolder="vae", **typed))
+    # load_config is annotated as returning (config, unused kwargs); without return_unused_kwargs it is the dict
+    config = cast("dict[str, Any]", DDIMScheduler.load_config(root / "base", subfolder="scheduler"))
     pipe = AnimateDiffControlNetPipeline(
-        vae=AutoencoderKL.from_pretrained(root / "base", subfolder="vae"),
-        text_encoder=CLIPTextModel.from_pretrained(root / "base", subfolder="text_encoder"),
+        vae=vae,  # pyright: ignore[reportArgumentType]  (annotated AutoencoderKL; AutoencoderTiny decodes alike)
+        text_encoder=CLIPTextModel.from_pretrained(root / "base", subfolder="text_encoder",
+                                                   **({"dtype": dtype} if dtype is not None else {})),
         tokenizer=CLIPTokenizer.from_pretrained(root / "base", subfolder="tokenizer"),
-        unet=UNet2DConditionModel.from_pretrained(root / "base", subfolder="unet"),
-        motion_adapter=MotionAdapter.from_pretrained(root / "motion_adapter"),
-        controlnet=MultiControlNetModel([ControlNetModel.from_pretrained(root / "controlnet_depth"),
-                                         ControlNetModel.from_pretrained(root / "controlnet_pose")]),
-        # annotated as the KarrasDiffusionSchedulers enum (it means a scheduler of one of those classes), and
-        # from_pretrained as "scheduler or (scheduler, unused kwargs)"; it returns the scheduler
-        scheduler=DDIMScheduler.from_pretrained(  # pyright: ignore[reportArgumentType]
-            root / "base", subfolder="scheduler"),
+        unet=UNet2DConditionModel.from_pretrained(root / "base", subfolder="unet", **typed),
+        motion_adapter=MotionAdapter.from_pretrained(root / "motion_adapter", **typed),
+        controlnet=MultiControlNetModel([ControlNetModel.from_pretrained(root / "controlnet_depth", **typed),
+                                         ControlNetModel.from_pretrained(root / "controlnet_pose", **typed)]),
+        # annotated as the KarrasDiffusionSchedulers enum (it means a scheduler of one of those classes); it
+        # takes any scheduler instance
+        scheduler=(LCMScheduler if scheduler == "lcm" else DDIMScheduler).from_config(  # pyright: ignore[reportArgumentType]
+            config),
     )
+    if dtype is not None:
+        pipe.unet.to(dtype=dtype)    # the pipeline builds its motion UNet in float32 from the 2-D one
+    if channels_last:
+        for module in (pipe.unet, pipe.vae, *pipe.controlnet.nets):
+            module.to(memory_format=torch.channels_last)
     pipe.set_progress_bar_config(disable=True)
     return pipe

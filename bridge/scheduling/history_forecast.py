@@ -325,13 +325,13 @@ class HistoryForecaster:
         ps = np.array([_ts(p.start) for p in points])
         pe = np.array([_ts(p.end) for p in points])
         realised = np.flatnonzero((pe <= t0) & (pe > ps))
-        pv = np.array([float(points[k].g_per_kwh) for k in realised])
+        pv = np.array([float(points[k].g_per_kwh) for k in realised.tolist()])
         ps, pe = ps[realised], pe[realised]
         bad = ~(np.isfinite(pv) & (pv >= 0))
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
             raise SignalError(provider, f"history point at {_iso(datetime.fromtimestamp(ps[k], UTC))}: intensity "
-                                        f"must be a finite number >= 0 g/kWh, got {pv[k]!r}")
+                                        f"must be a finite number >= 0 g/kWh, got {float(pv[k])!r}")
         latest = float(pe.max()) if pe.size else -math.inf
         sa, ea = np.maximum(ps, lo_s), np.minimum(pe, hi_s)
         inside = ea > sa
