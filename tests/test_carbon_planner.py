@@ -295,6 +295,9 @@ def test_capacity_conflicts_move_the_second_job_and_reject_the_one_that_cannot_f
     assert "earliest feasible deadline is 2030-03-04T07:12" in str(err.value)
     ok = plan(PlanJob("c", 1 * H, 100.0, deadline=err.value.earliest_feasible_deadline), booked, T0)
     assert ok.planned_start == T0 + 6 * H
+    # it waits for the device, not for a greener grid, and says so
+    assert ok.reason.startswith("waiting for a free device at ") and "(all 1 busy now)" in ok.reason, ok.reason
+    assert "greener" not in ok.reason
     # with two devices it fits now
     two = [site(pts=pts, capacity=2, busy=[(T0, T0 + 6 * H)])]
     assert plan(c, two, T0).planned_start >= T0

@@ -27,10 +27,10 @@ from ..shot.request import GenerationSettings, SchedulingSettings
 from ..shot.validation import validate_shot
 from ..shot.wire import generation_to_pb, scheduling_to_pb, shot_to_pb
 from .events import event_from_pb, report_from_pb, status_from_pb
+from .settings import DEFAULT_ADDRESS
 from .status import error_from_rpc
 
 log = logging.getLogger(__name__)
-DEFAULT_ADDRESS = "127.0.0.1:50151"   # also bridge.client.settings (no grpc there: it cannot import this module)
 DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024   # well under the bridge's 4 MiB default limit
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
 _MAX_BACKOFF_S = 2.0   # between submit retries, and the channel's reconnect attempts

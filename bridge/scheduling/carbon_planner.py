@@ -189,6 +189,15 @@ class PlanSite:
         b = self._busy_s
         return int(np.count_nonzero((b[:, 0] <= t_s) & (b[:, 1] > t_s))) if b.size else 0
 
+    def first_free(self, t_s: float) -> float:
+        """The first time at or after ``t_s`` with a device free (``t_s`` itself when one is)."""
+        if self.busy_at(t_s) < self.capacity:
+            return t_s
+        for end in np.sort(self._busy_s[:, 1]):
+            if end > t_s and self.busy_at(float(end)) < self.capacity:
+                return float(end)
+        return t_s      # not reached: every busy interval ends
+
     def intensity_now(self, t_s: float) -> float:
         return self.forecast.at(t_s) if self.forecast is not None else self.static_figure
 
@@ -475,7 +484,12 @@ def _batch_reason(job: PlanJob, site: PlanSite, pref: PlanSite, start: datetime,
                   latest: datetime, deadline: datetime, margin: timedelta, filled: float,
                   sites: list[PlanSite]) -> str:
     moved = site.name != pref.name
-    if start > now:
+    free_s = site.first_free(_secs(now))
+    if start > now and abs(_secs(start) - free_s) < 1.0 and free_s > _secs(now):
+        # the wait is for a device, not for the grid: the earliest start with one free was chosen
+        reason = (f"waiting for a free device at {site.name} until {_when(start, now)} "
+                  f"(all {site.capacity} busy now)")
+    elif start > now:
         reason = f"waiting for a greener window until {_when(start, now)} at {site.name} (saves ~{saving:.0f}%)"
     elif moved:
         reason = f"runs now at {site.name} instead of {pref.name} (saves ~{saving:.0f}%)"
