@@ -196,3 +196,51 @@ def test_every_completed_job_reports_its_score_through_the_bridge(start_bridge, 
     assert ledger_report is not None and ledger_report.temporal == t
     otio = version_metadata(read_version(tmp_path / "out"))
     assert otio["temporal"]["gap1"] == t.gap1 and otio["temporal"]["computed"] is True
+
+
+def test_the_live_score_equals_the_score_of_the_stored_frames():
+    """LiveConsistency, fed frame by frame as a backend makes them, gives exactly the figures that scoring
+    the stored (lossless PNG) frames afterwards gives; a frame out of order or a missing one abandons it
+    (the report then scores the stored frames)."""
+    from bridge.temporal.report import LiveConsistency, consistency, consistency_of
+
+    shot, frames = _translating(n=6)
+    u8 = [(np.clip(f, 0, 1) * 255).round().astype(np.uint8) for f in frames]
+    pngs = [_png(f) for f in frames]
+    stored = consistency(shot, lambda i: pngs[i], range(6))
+    live = LiveConsistency(shot, depth=2)
+    for i, rgb in enumerate(u8):
+        live.feed(i, rgb)
+    assert live.finish() == stored == consistency_of(shot, u8)
+    skipped = LiveConsistency(shot)
+    for i in (0, 2, 1, 3, 4, 5):
+        skipped.feed(i, u8[i])
+    assert skipped.finish() is None
+    short = LiveConsistency(shot)
+    for i in range(4):
+        short.feed(i, u8[i])
+    assert short.finish() is None          # two frames never came (a cancel, a stop)
+
+
+def test_a_bridge_job_is_scored_while_it_runs_and_a_resumed_one_from_its_stored_frames(
+        start_bridge, small_shot, monkeypatch):
+    """A fresh attempt's score comes from the live scorer (the stored frames are not read back for it);
+    the report's figures are those of the stored frames either way."""
+    from bridge.client import BridgeClient
+    from bridge.shot.request import GenerationSettings
+    from bridge.temporal import report as temporal_report
+
+    after = []
+    real = temporal_report.consistency
+    monkeypatch.setattr(temporal_report, "consistency", lambda *a: after.append(1) or real(*a))
+    bridge = start_bridge()
+    with BridgeClient(bridge.address) as client:
+        job = client.submit(small_shot, GenerationSettings(backend="guides")).job
+        list(client.watch(job.job_id))
+        report = client.report(job.job_id)
+    assert report.temporal.computed and after == [], "the live score was not used"
+    store = bridge.manager.store
+    frames = {f.index: f for f in store.frames(job.job_id)}
+    recomputed = real(small_shot, lambda i: store.read_frame(job.job_id, frames[i]), sorted(frames))
+    assert report.temporal == recomputed
+    assert bridge.manager.executor._live_scores == {}

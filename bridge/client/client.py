@@ -26,8 +26,8 @@ from ..shot.model import Shot
 from ..shot.request import GenerationSettings, SchedulingSettings
 from ..shot.validation import validate_shot
 from ..shot.wire import generation_to_pb, scheduling_to_pb, shot_to_pb
+from .defaults import DEFAULT_ADDRESS
 from .events import event_from_pb, report_from_pb, status_from_pb
-from .settings import DEFAULT_ADDRESS
 from .status import error_from_rpc
 
 log = logging.getLogger(__name__)

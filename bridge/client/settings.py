@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .defaults import DEFAULT_ADDRESS
+
 if TYPE_CHECKING:
     from .client import BridgeClient
-
-DEFAULT_ADDRESS = "127.0.0.1:50151"
 
 
 @dataclass(frozen=True)

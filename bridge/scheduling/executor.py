@@ -54,6 +54,8 @@ from ..jobs.model import (
     TemporalConsistency,
 )
 from ..jobs.store import JobRecord, JobStore
+from ..temporal.report import LiveConsistency
+from ..temporal.score import has_passes
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_S = 5.0    # an attempt's energy is stored at least this often (and with every frame)
@@ -219,6 +221,7 @@ class _Attempt:
     frame_window: Window | None = None   # laps once per frame: consecutive windows tile the attempt
     produced_indices: set[int] = field(default_factory=set)
     writer: FrameWriter | None = None    # started by the first frame() (local frames only)
+    live: LiveConsistency | None = None  # the temporal score, fed frame by frame (a fresh attempt only)
     record: Attempt = field(init=False)
     attribution: RunningAttribution = field(init=False)
     last_checkpoint: float = field(init=False)
@@ -281,6 +284,8 @@ class _Attempt:
                 self.writer = FrameWriter(f"greenlight-frames-{self.job_id[:8]}")
             rec, meta, checkpoint = charged
             self.writer.put(lambda: self.store_frame(rec, encode_png(rgb, meta), checkpoint))
+            if self.live is not None:
+                self.live.feed(index, rgb)
         self.executor.consider_yield(self)
 
     def flush_frames(self) -> None:
@@ -368,6 +373,7 @@ class LocalExecutor:
         # cancels that arrived after a job turned RUNNING in the store but before its attempt was registered
         self._cancel_pending: set[str] = set()
         self._cancel_reasons: dict[str, str] = {}   # job id -> the reason a cancel gave (its state_reason)
+        self._live_scores: dict[str, TemporalConsistency] = {}   # job id -> its score, made while it ran
         # a resumable job yields to another project's waiting interactive job after this long (None: never)
         self.time_slice_s: float | None = TIME_SLICE_S
         # called with the job id once a job has ended (the scheduler re-plans held jobs: a device is free)
@@ -549,6 +555,8 @@ class LocalExecutor:
             msg = shot_pb2.Shot()
             msg.ParseFromString(self.store.read_shot_bytes(job_id))
             shot = shot_from_pb(msg)
+            if not attempt.frames_done and has_passes(shot):
+                attempt.live = LiveConsistency(shot, name=f"greenlight-temporal-{job_id[:8]}")
             backend.run(shot, job.generation, attempt)
         except Exception as exc:  # a job failure must never escape as a crash
             log.error("job %s: failed\n%s", job_id, traceback.format_exc())
@@ -573,6 +581,12 @@ class LocalExecutor:
         except Exception as exc:
             log.exception("job %s: storing its frames failed", job.job_id)
             error = error or describe_failure(exc)
+        live, attempt.live = attempt.live, None
+        if live is not None:
+            score = live.finish() if error is None else live.abandon()
+            if score is not None:
+                with self._lock:
+                    self._live_scores[job.job_id] = score
         user_cancel = attempt.cancel_event.is_set()     # set by a cancel, or by stop() for every running job
         stopped = self._stopping.is_set() and user_cancel
         yielded = attempt.yield_event.is_set() and not user_cancel
@@ -694,8 +708,12 @@ class LocalExecutor:
         frames against the engine's motion and depth in its stored shot."""
         from ..temporal.report import consistency, not_computed
 
+        with self._lock:
+            live = self._live_scores.pop(job.job_id, None)
         if state is not JobState.COMPLETED:
             return not_computed(f"the job is {state.value}")
+        if live is not None:    # scored while it ran, on the very frames it stored (LiveConsistency)
+            return live
         try:
             from ..proto.greenlight.v1 import shot_pb2
             from ..shot.wire import shot_from_pb
