@@ -12,7 +12,9 @@ and, to say where the difference goes,
     drops its frames (the backend's own share: frame-by-frame decode,
     step previews, progress), and
 (d) PNG encoding of the frames alone (what the bridge's frame writer does
-    off the torch thread).
+    off the torch thread), and
+(e) the temporal-consistency score of the frames (what every report carries;
+    the bridge computes it while the job runs).
 All warm (model loaded once before timing), interleaved, median of N runs.
 Both sides run float32 (GREENLIGHT_CPU_DTYPE=float32: like with like; the
 CPU tier would pick bf16 on a bf16-capable CPU) with the same torch thread
@@ -94,10 +96,9 @@ def start_bridge(data_dir: Path):
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    from benchmarks._report import proc_kb
+
+    return proc_kb(pid, "VmHWM") / 1024
 
 
 def main() -> None:
@@ -179,6 +180,14 @@ def main() -> None:
                 for i, rgb in enumerate(frames_u8):
                     encode_png(np.ascontiguousarray(rgb), {"job_id": "bench", "frame": i})
                 png_ms = (time.perf_counter() - t) / len(frames_u8) * 1000
+                # (e) the temporal-consistency score every report carries (computed while the job runs)
+                from bridge.temporal.report import consistency_of
+
+                score_s = []
+                for _ in range(3):
+                    t = time.perf_counter()
+                    consistency_of(shot, [np.ascontiguousarray(f) for f in frames_u8])
+                    score_s.append(time.perf_counter() - t)
             rss = peak_rss_mb(proc.pid)
         finally:
             proc.terminate()
@@ -194,6 +203,8 @@ def main() -> None:
     print(f"{'(b) bridge over loopback gRPC':44} {b:9.3f} {b / d:9.3f}")
     print(f"{'(c) backend in-process, frames dropped':44} {c:9.3f} {c / d:9.3f}")
     print(f"{'(d) PNG encode, all frames':44} {png_ms * FRAMES / 1000:9.3f} {png_ms * FRAMES / 1000 / d:9.3f}")
+    sc = statistics.median(score_s)
+    print(f"{'(e) temporal score, all frames':44} {sc:9.3f} {sc / d:9.3f}")
     print(f"ratio (b)/(a): {b / d:.3f}   (target <= 1.05); backend alone (c)/(a): {c / d:.3f}; "
           f"bridge machinery (b)-(c): {b - c:+.3f} s")
     print("bridge phases (client's view, median s): " + ", ".join(
@@ -202,6 +213,7 @@ def main() -> None:
     print(json.dumps({"direct_s": round(d, 4), "bridge_s": round(b, 4), "ratio": round(b / d, 4),
                       "backend_s": round(c, 4), "backend_ratio": round(c / d, 4),
                       "direct_default_layout_s": round(d0, 4), "png_ms_per_frame": round(png_ms, 3),
+                      "temporal_score_s": round(sc, 4),
                       "peak_rss_mb": round(rss, 1), "frames": FRAMES, "size": SIZE, "steps": STEPS,
                       "torch_threads": threads, "target_ratio": 1.05}))
 

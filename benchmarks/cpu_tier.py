@@ -35,6 +35,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._report import free_gb, proc_kb  # noqa: E402
+
 VARIANTS = {
     "fp32": {"dtype": "float32", "channels_last": False, "quality": "final"},
     "bf16": {"dtype": "bfloat16", "channels_last": True, "quality": "draft"},
@@ -125,13 +127,6 @@ def write_profile(root: Path) -> Path:
 
 
 # ------------------------------------------------------------------ one variant (child)
-def vm_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 class TimingContext:
     """A JobContext that keeps the time of every event (frames are discarded after a checksum)."""
 
@@ -184,7 +179,7 @@ def run_variant(name: str, root: Path, frames: int, size: int, steps: int, jobs:
     t = time.perf_counter()
     backend.components(plan, "cpu", choice.dtype)
     load_s = time.perf_counter() - t
-    load_peak_kb, after_load_kb = vm_kb("VmHWM"), vm_kb("VmRSS")
+    load_peak_kb, after_load_kb = proc_kb("self", "VmHWM"), proc_kb("self", "VmRSS")
     runs = []
     for _ in range(jobs):
         ctx = TimingContext()
@@ -203,13 +198,6 @@ def run_variant(name: str, root: Path, frames: int, size: int, steps: int, jobs:
 
 
 # ------------------------------------------------------------------ main (parent)
-def free_gb() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the tiny model, 8 frames at 64x64 (seconds)")

@@ -35,6 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._report import proc_kb  # noqa: E402
+
 
 def build_motion_unet(quick: bool):
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
@@ -90,10 +92,7 @@ def rel_err(a, b) -> float:
 
 
 def peak_gb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
+    return proc_kb("self", "VmHWM") / 2**20
 
 
 def reset_peak() -> None:

@@ -48,14 +48,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._report import free_gb, proc_kb  # noqa: E402
+
 TARGETS = {"bridge_total_s": 35.0, "peak_rss_gb": 7.0, "ratio": 1.05}
-
-
-def vm_kb(pid: int | str, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 class RssSampler:
@@ -73,7 +68,7 @@ class RssSampler:
     def _run(self):
         while not self._stop.wait(0.2):
             try:
-                kb = vm_kb(self.pid, "VmRSS")
+                kb = proc_kb(self.pid, "VmRSS")
             except OSError:
                 return
             self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), kb)
@@ -82,13 +77,6 @@ class RssSampler:
         self._stop.set()
         self._thread.join(timeout=2)
         return {k: round(v / 2**20, 2) for k, v in self.peaks.items()}
-
-
-def free_gb() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
 
 
 def start_bridge(data_dir: Path, profiles: Path, compile_unet: bool = False):
@@ -214,9 +202,9 @@ def main() -> None:
                 sampler.phase = "timed jobs"
                 bridge_s.append(through_bridge(settings))
             info = {b.id: b for b in client.capabilities().backends}.get("animatediff")
-        bridge_peak_gb = vm_kb(proc.pid, "VmHWM") / 2**20
+        bridge_peak_gb = proc_kb(proc.pid, "VmHWM") / 2**20
         phases = sampler.stop()
-        direct_peak_gb = vm_kb("self", "VmHWM") / 2**20
+        direct_peak_gb = proc_kb("self", "VmHWM") / 2**20
     finally:
         if proc is not None:
             proc.terminate()

@@ -70,7 +70,6 @@ def _settings(profile, **kw):
 
 def _expected(root, weights):
     """The merged weight of TARGET computed here from the saved file: W + scale * (alpha / r) * B @ A."""
-    import torch
     from diffusers import UNet2DConditionModel
     from safetensors.torch import load_file
 
@@ -78,7 +77,7 @@ def _expected(root, weights):
     a = next(v for k, v in state.items() if TARGET in k and "lora_A" in k)
     b = next(v for k, v in state.items() if TARGET in k and "lora_B" in k)
     base = UNet2DConditionModel.from_pretrained(root / "base" / "unet").get_submodule(TARGET).weight.detach()
-    return base, base + SCALE * (RANK / RANK) * (b.float() @ a.float()), torch
+    return base, base + SCALE * (RANK / RANK) * (b.float() @ a.float())
 
 
 def test_a_profile_lora_is_merged_exactly_once_per_load(profiles, shot):
@@ -87,7 +86,9 @@ def test_a_profile_lora_is_merged_exactly_once_per_load(profiles, shot):
     plan = backend.plan(shot, _settings("tiny-lora"))
     assert "lora" in backend.needed(plan)
     backend.check_inputs(shot, _settings("tiny-lora"))
-    base, expected, torch = _expected(root, weights)
+    import torch
+
+    base, expected = _expected(root, weights)
     entry = backend.components(plan, "cpu", torch.float32)
     merged = entry["unet_motion"].get_submodule(TARGET).weight.detach()
     assert not torch.allclose(merged, base, atol=1e-4), "the LoRA changed nothing"
